@@ -1,0 +1,3 @@
+"""Backchannel: sealed diplomatic letters through a courier that can prove who sent them but never read them."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from channel.cli import main
+
+main()

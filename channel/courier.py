@@ -1,0 +1,466 @@
+"""The courier: what the service does, between thin HTTP handlers and the Store.
+
+It verifies seals and request signatures, asks the lifecycle what may happen, signs receipts and
+has the Store apply them atomically. It never sees plaintext: it holds envelopes, seals and
+ciphertext, and proves who sent a letter by the seal alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import structlog
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from channel import lifecycle
+from channel.canonical import format_time, now_utc, parse_time, sha256_hex, to_millis
+from channel.errors import (
+    BadRequest,
+    Forbidden,
+    InvalidLetter,
+    InvalidTransition,
+    LetterExpired,
+    LetterIdConflict,
+    NameTaken,
+    RegistrationClosed,
+    Replayed,
+    StoreUnavailable,
+    UnknownLetter,
+    UnknownParty,
+)
+from channel.httpsig import NONCE_TTL_MS, RequestView, signer_of, verify_request
+from channel.lifecycle import Actor, State
+from channel.models import (
+    ChainKeys,
+    CourierKey,
+    Envelope,
+    LetterSummary,
+    OpenedLetter,
+    PartyRecord,
+    PublicKeys,
+    Receipt,
+    RegisterRequest,
+    ReturnedLetter,
+    SealedLetter,
+)
+from channel.names import check_party_name
+from channel.seal import (
+    check_sealed,
+    decision_for,
+    fingerprint,
+    party_fingerprint,
+    raw_public,
+    sign_receipt,
+    verify_decision,
+)
+from channel.store import LetterRecord, Store
+
+log = structlog.get_logger("channel.courier")
+
+MAX_DEADLINE = timedelta(days=366)
+MAX_CLOCK_AHEAD = timedelta(minutes=5)
+INVITE_TTL_SECONDS = 7 * 24 * 3600
+_CAS_ATTEMPTS = 8
+
+
+@dataclass(frozen=True)
+class Located:
+    record: LetterRecord
+    role: Actor  # the caller's role for this letter
+
+
+class Courier:
+    def __init__(
+        self,
+        store: Store,
+        key: Ed25519PrivateKey,
+        *,
+        open_registration: bool = False,
+        retention: timedelta = timedelta(days=30),
+        clock: Callable[[], datetime] = now_utc,
+    ) -> None:
+        self.store = store
+        self._key = key
+        self.public_key = raw_public(key)
+        self.open_registration = open_registration
+        self._retention_ms = int(retention.total_seconds() * 1000)
+        self._clock = clock
+        # Registered keys never change (names are never taken over), so they can be cached forever.
+        self._parties: dict[str, PublicKeys] = {}
+
+    def courier_key(self) -> CourierKey:
+        return CourierKey(signing_key=self.public_key, fingerprint=fingerprint(self.public_key))
+
+    # --- parties -------------------------------------------------------------------------------
+
+    async def party(self, name: str) -> PublicKeys:
+        cached = self._parties.get(name)
+        if cached is not None:
+            return cached
+        check_party_name(name)
+        stored = await self.store.get_party(name)
+        if stored is None:
+            raise UnknownParty(f"no party named {name!r} is registered with this courier")
+        keys = PublicKeys(
+            name=name, signing_key=stored.signing_key, encryption_key=stored.encryption_key
+        )
+        self._parties[name] = keys
+        return keys
+
+    async def party_record(self, name: str) -> PartyRecord:
+        keys = await self.party(name)
+        stored = await self.store.get_party(name)
+        registered_at = stored.registered_at if stored else format_time(self._clock())
+        return PartyRecord(
+            **keys.model_dump(), fingerprint=party_fingerprint(keys), registered_at=registered_at
+        )
+
+    async def register(self, request: RegisterRequest, *, pinned: bool = False) -> PartyRecord:
+        check_party_name(request.name)
+        admission = "pinned" if pinned else "open" if self.open_registration else "invite"
+        invite_hash = sha256_hex(request.invite.encode()) if request.invite else ""
+        outcome = await self.store.register_party(
+            request.name,
+            request.signing_key,
+            request.encryption_key,
+            format_time(self._clock()),
+            admission,
+            invite_hash,
+        )
+        if outcome == "taken":
+            raise NameTaken(f"{request.name!r} is already registered with other keys")
+        if outcome == "closed":
+            raise RegistrationClosed(
+                "registration on this courier needs a valid one-time invitation "
+                "(ask the operator for `channel admin invite NAME`)"
+            )
+        log.info("party_registered", party=request.name, outcome=outcome, admission=admission)
+        return await self.party_record(request.name)
+
+    async def invite(self, name: str, ttl_seconds: int = INVITE_TTL_SECONDS) -> str:
+        """Mint a one-time invitation; only its hash is stored, the token is shown once."""
+        check_party_name(name)
+        token = secrets.token_urlsafe(24)
+        await self.store.add_invite(name, hashlib.sha256(token.encode()).hexdigest(), ttl_seconds)
+        return token
+
+    async def authenticate(self, view: RequestView, body: bytes) -> str:
+        """The party that signed this request. Raises Unauthenticated or Replayed."""
+        name = signer_of(view.headers.items())
+        try:
+            keys = await self.party(name)
+        except (UnknownParty, BadRequest):
+            raise UnknownParty(f"the request is signed as {name!r}, which is not registered") from None
+        signed = verify_request(view, body, name, keys.signing_key)
+        if not await self.store.claim_nonce(name, signed.nonce, NONCE_TTL_MS):
+            raise Replayed("this request was already received (its nonce was used)")
+        return name
+
+    # --- sending -------------------------------------------------------------------------------
+
+    async def send(self, sender: str, letter: SealedLetter) -> tuple[Receipt, bool]:
+        """Accept a letter; returns its `accepted` receipt and whether it was new."""
+        env = letter.envelope
+        if env.sender != sender:
+            raise Forbidden("you can only send letters sealed in your own name")
+        if env.recipient == sender:
+            raise BadRequest("a party cannot send a letter to itself")
+        recipient = await self.party(env.recipient)
+        digest = check_sealed(letter, (await self.party(sender)).signing_key)
+        if env.recipient_key != sha256_hex(recipient.encryption_key):
+            raise InvalidLetter("the letter is sealed to a key that is not the recipient's")
+        now = self._clock()
+        self._check_times(env, now)
+        routed = await self.store.recipient_of(sender, env.id)
+        if routed is not None and routed != env.recipient:
+            raise LetterIdConflict(f"you already sent letter {env.id} to another party")
+        receipt = sign_receipt(
+            self._key, letter_id=env.id, seq=0, event=State.ACCEPTED, at=now, envelope_sha256=digest
+        )
+        sent_ms = to_millis(env.sent_at)
+        created = await self.store.create_letter(
+            letter_id=env.id,
+            sender=sender,
+            recipient=env.recipient,
+            digest=digest,
+            envelope=env.signable(),
+            seal=letter.seal,
+            ciphertext=letter.ciphertext,
+            sent_ms=sent_ms,
+            expires_ms=to_millis(env.expires_at),
+            receipt=receipt.signable(),
+            receipt_hash=receipt.chain_hash(),
+        )
+        if created.outcome == "conflict":
+            raise LetterIdConflict(f"a different letter was already sent as {env.id}")
+        await self.store.file_outbox(sender, env.id, env.recipient, sent_ms)
+        if created.outcome == "exists":
+            return Receipt.model_validate_json(created.receipt), False
+        log.info("letter_accepted", letter_id=env.id, sender=sender, recipient=env.recipient)
+        return receipt, True
+
+    def _check_times(self, env: Envelope, now: datetime) -> None:
+        sent, expires = parse_time(env.sent_at), parse_time(env.expires_at)
+        if sent > now + MAX_CLOCK_AHEAD:
+            raise InvalidLetter("the letter is dated in the future")
+        if expires <= now or expires <= sent:
+            raise InvalidLetter("the letter's deadline has already passed")
+        if expires - sent > MAX_DEADLINE:
+            raise InvalidLetter("a letter's deadline can be at most a year after it is sent")
+
+    # --- reading -------------------------------------------------------------------------------
+
+    async def inbox(self, party: str, limit: int) -> list[LetterSummary]:
+        """The party's letters, newest first. Listing hands the envelopes over: `delivered`."""
+        ids = await self.store.inbox_ids(party, limit)
+        records = await self.store.letters([(party, i) for i in ids])
+        await self.store.forget_missing(party, sorted(set(ids) - {r.id for r in records}))
+        summaries = []
+        for record in records:
+            current = await self._touch(record, deliver=True)
+            summaries.append(_summary(current))
+        return summaries
+
+    async def outbox(self, party: str, limit: int) -> list[LetterSummary]:
+        pairs = await self.store.outbox_ids(party, limit)
+        records = await self.store.letters([(r, i) for i, r in pairs])
+        summaries = []
+        for record in records:
+            if record.sender == party:
+                summaries.append(_summary(await self._touch(record)))
+        return summaries
+
+    async def status(self, party: str, letter_id: str) -> tuple[LetterRecord, ChainKeys]:
+        located = await self._locate(party, letter_id)
+        record = await self._touch(located.record)
+        keys = ChainKeys(
+            courier=self.public_key,
+            sender=(await self.party(record.sender)).signing_key,
+            recipient=(await self.party(record.recipient)).signing_key,
+        )
+        return record, keys
+
+    async def returned(self, party: str, letter_id: str) -> ReturnedLetter:
+        """A letter back with its sender: the sealed letter byte for byte, and its receipts."""
+        located = await self._locate(party, letter_id, with_ciphertext=True)
+        if located.role is not Actor.SENDER:
+            raise UnknownLetter(f"you sent no letter {letter_id}")
+        record = await self._touch(located.record)
+        if record.state not in {State.RETURNED_UNOPENED, State.EXPIRED, State.WITHDRAWN}:
+            raise InvalidTransition(
+                f"the letter is {record.state.value}, not back with its sender"
+            )
+        if record.ciphertext is None:
+            record = await self._reload(record, with_ciphertext=True)
+        return ReturnedLetter(
+            letter=_sealed(record), state=record.state, receipts=_receipts(record)
+        )
+
+    # --- transitions ---------------------------------------------------------------------------
+
+    async def open(self, party: str, letter_id: str, signature: bytes) -> OpenedLetter:
+        located = await self._locate(party, letter_id)
+        self._require(located, Actor.RECIPIENT)
+        record = await self._decide(located.record, State.OPENED, None, signature)
+        if record.ciphertext is None:
+            raise StoreUnavailable("the ciphertext was not released")
+        log.info("letter_opened", letter_id=letter_id, recipient=party)
+        return OpenedLetter(letter=_sealed(record), receipts=_receipts(record))
+
+    async def return_unopened(
+        self, party: str, letter_id: str, reason: str | None, signature: bytes
+    ) -> list[Receipt]:
+        located = await self._locate(party, letter_id)
+        self._require(located, Actor.RECIPIENT)
+        record = await self._decide(located.record, State.RETURNED_UNOPENED, reason, signature)
+        log.info("letter_returned_unopened", letter_id=letter_id, recipient=party)
+        return _receipts(record)
+
+    async def withdraw(self, party: str, letter_id: str) -> list[Receipt]:
+        located = await self._locate(party, letter_id)
+        self._require(located, Actor.SENDER)
+        record = await self._advance(located.record, State.WITHDRAWN)
+        log.info("letter_withdrawn", letter_id=letter_id, sender=party)
+        return _receipts(record)
+
+    async def sweep(self, limit: int = 200) -> int:
+        """Expire every letter past its deadline; returns how many were expired now."""
+        now_ms = int(self._clock().timestamp() * 1000)
+        expired = 0
+        for party in await self.store.party_names():
+            for letter_id in await self.store.due_ids(party, now_ms, limit):
+                record = await self.store.letter(party, letter_id)
+                if record is None or lifecycle.is_terminal(record.state):
+                    continue
+                after = await self._touch(record)
+                expired += after.state is State.EXPIRED
+        if expired:
+            log.info("letters_expired", count=expired)
+        return expired
+
+    async def _decide(
+        self, record: LetterRecord, event: State, reason: str | None, signature: bytes
+    ) -> LetterRecord:
+        envelope = Envelope.model_validate_json(record.envelope)
+        decision = decision_for(event, envelope, reason)
+        recipient = await self.party(record.recipient)
+        if not verify_decision(recipient.signing_key, decision, signature):
+            raise BadRequest("the decision signature does not verify with your key")
+        return await self._advance(
+            record, event, reason=reason, recipient_signature=signature, release=event is State.OPENED
+        )
+
+    async def _touch(self, record: LetterRecord, *, deliver: bool = False) -> LetterRecord:
+        """Enforce the deadline on any contact; on an inbox listing also record delivery."""
+        if lifecycle.is_terminal(record.state):
+            return record
+        if self._now_ms() >= record.expires_ms:
+            return await self._advance(record, State.EXPIRED)
+        if deliver and record.state is State.ACCEPTED:
+            try:
+                return await self._advance(record, State.DELIVERED)
+            except InvalidTransition:
+                return await self._reload(record)
+        return record
+
+    async def _advance(
+        self,
+        record: LetterRecord,
+        event: State,
+        *,
+        reason: str | None = None,
+        recipient_signature: bytes | None = None,
+        release: bool = False,
+    ) -> LetterRecord:
+        """Apply `event` with compare-and-set on the chain head, re-reading on a lost race."""
+        for _ in range(_CAS_ATTEMPTS):
+            if event is not State.EXPIRED and not lifecycle.is_terminal(record.state) and (
+                self._now_ms() >= record.expires_ms
+            ):
+                await self._advance(record, State.EXPIRED)
+                raise LetterExpired("the letter passed its deadline and went back to its sender")
+            events = lifecycle.steps(record.state, event)
+            receipts = self._chain(record, events, reason, recipient_signature)
+            result = await self.store.transition(
+                record.recipient,
+                record.id,
+                expected_head=record.head,
+                new_state=event,
+                new_head=receipts[-1].chain_hash(),
+                receipts=[r.signable() for r in receipts],
+                terminal=lifecycle.is_terminal(event),
+                release=release,
+                retention_ms=self._retention_ms,
+            )
+            if result.outcome == "missing":
+                raise UnknownLetter(f"no letter {record.id}")
+            if result.outcome == "ok":
+                if event is State.EXPIRED:
+                    log.info("letter_expired", letter_id=record.id)
+                return _advanced(record, event, receipts, result.ciphertext)
+            record = await self._reload(record)
+        raise StoreUnavailable("the letter is changing too fast; try again")
+
+    def _chain(
+        self,
+        record: LetterRecord,
+        events: list[State],
+        reason: str | None,
+        recipient_signature: bytes | None,
+    ) -> list[Receipt]:
+        now, prev, seq, out = self._clock(), record.head, len(record.receipts), []
+        for event in events:
+            final = event is events[-1]
+            receipt = sign_receipt(
+                self._key,
+                letter_id=record.id,
+                seq=seq,
+                event=event,
+                at=now,
+                envelope_sha256=record.digest,
+                prev=prev,
+                reason=reason if final else None,
+                recipient_signature=recipient_signature if final else None,
+            )
+            out.append(receipt)
+            prev, seq = receipt.chain_hash(), seq + 1
+        return out
+
+    async def _locate(
+        self, party: str, letter_id: str, *, with_ciphertext: bool = False
+    ) -> Located:
+        record = await self.store.letter(party, letter_id, with_ciphertext=with_ciphertext)
+        if record is not None:
+            return Located(record, Actor.RECIPIENT)
+        recipient = await self.store.recipient_of(party, letter_id)
+        if recipient is not None:
+            record = await self.store.letter(recipient, letter_id, with_ciphertext=with_ciphertext)
+            if record is not None and record.sender == party:
+                return Located(record, Actor.SENDER)
+        raise UnknownLetter(f"you have no letter {letter_id}")
+
+    def _require(self, located: Located, role: Actor) -> None:
+        if located.role is not role:
+            action = "its recipient" if role is Actor.RECIPIENT else "its sender"
+            raise Forbidden(f"only {action} may do that to letter {located.record.id}")
+
+    async def _reload(self, record: LetterRecord, *, with_ciphertext: bool = False) -> LetterRecord:
+        fresh = await self.store.letter(record.recipient, record.id, with_ciphertext=with_ciphertext)
+        if fresh is None:
+            raise UnknownLetter(f"no letter {record.id}")
+        return fresh
+
+    def _now_ms(self) -> int:
+        return int(self._clock().timestamp() * 1000)
+
+
+def _advanced(
+    record: LetterRecord, event: State, receipts: list[Receipt], released: bytes | None
+) -> LetterRecord:
+    chain_head = receipts[-1].chain_hash()
+    return LetterRecord(
+        id=record.id,
+        recipient=record.recipient,
+        sender=record.sender,
+        state=event,
+        head=chain_head,
+        expires_ms=record.expires_ms,
+        envelope=record.envelope,
+        seal=record.seal,
+        digest=record.digest,
+        ciphertext=released if released is not None else record.ciphertext,
+        receipts=[*record.receipts, *(r.signable() for r in receipts)],
+    )
+
+
+def _receipts(record: LetterRecord) -> list[Receipt]:
+    return [Receipt.model_validate_json(raw) for raw in record.receipts]
+
+
+def _sealed(record: LetterRecord) -> SealedLetter:
+    return SealedLetter(
+        envelope=Envelope.model_validate_json(record.envelope),
+        seal=record.seal,
+        ciphertext=record.ciphertext or b"",
+    )
+
+
+def _summary(record: LetterRecord) -> LetterSummary:
+    env = Envelope.model_validate_json(record.envelope)
+    return LetterSummary(
+        id=env.id,
+        sender=env.sender,
+        recipient=env.recipient,
+        state=record.state,
+        precedence=env.precedence,
+        sent_at=env.sent_at,
+        expires_at=env.expires_at,
+        in_reply_to=env.in_reply_to,
+        envelope=env,
+        seal=record.seal,
+    )
+

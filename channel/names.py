@@ -1,0 +1,37 @@
+"""Party names and letter ids: the two identifiers every layer passes around."""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import time
+
+from channel.errors import InvalidName
+
+PARTY_NAME_RULE = (
+    "3-64 characters of lowercase ASCII letters, digits, '.' and '-', starting with a letter"
+)
+_PARTY_NAME = re.compile(r"[a-z][a-z0-9.-]{2,63}")
+LETTER_ID_PATTERN = r"^[0-9a-z]{26}$"
+_LETTER_ID = re.compile(LETTER_ID_PATTERN[1:-1])
+
+
+def check_party_name(name: str) -> str:
+    """Return `name` if it is a valid party name; raise InvalidName saying why otherwise."""
+    if not _PARTY_NAME.fullmatch(name):
+        raise InvalidName(f"{name!r} is not a valid party name: use {PARTY_NAME_RULE}")
+    return name
+
+
+def check_letter_id(letter_id: str) -> str:
+    if not _LETTER_ID.fullmatch(letter_id):
+        raise InvalidName(f"{letter_id!r} is not a letter id (26 lowercase base32 characters)")
+    return letter_id
+
+
+def new_letter_id(now: float | None = None) -> str:
+    """A 26-character id that sorts by creation time: 48 bits of milliseconds, 80 random bits."""
+    millis = int((time.time() if now is None else now) * 1000)
+    raw = millis.to_bytes(6, "big") + os.urandom(10)
+    return base64.b32encode(raw).decode("ascii").lower().rstrip("=")

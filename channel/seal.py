@@ -1,0 +1,299 @@
+"""The protocol's cryptography as pure functions over bytes and models.
+
+Ed25519 (RFC 8032) for every signature, HPKE (RFC 9180, base mode, X25519 + HKDF-SHA256 +
+ChaCha20-Poly1305) for letter contents. Every signature is over a domain-separation context
+followed by canonical JSON, so a signature made for one purpose never verifies for another.
+Every verification failure raises one opaque error of its kind and reveals nothing more.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from cryptography.exceptions import InvalidSignature, InvalidTag
+from cryptography.hazmat.primitives import hpke, serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from pydantic import ValidationError
+
+from channel.canonical import ZERO_HASH, format_time, sha256_hex
+from channel.errors import IntegrityError, InvalidLetter
+from channel.lifecycle import SIGNED_BY_RECIPIENT, State
+from channel.models import (
+    Decision,
+    Envelope,
+    LetterContent,
+    Precedence,
+    PublicKeys,
+    Receipt,
+    SealedLetter,
+    SignedContent,
+)
+
+CTX_ENVELOPE = b"backchannel/v1/envelope\x00"
+CTX_CONTENT = b"backchannel/v1/content\x00"
+CTX_RECEIPT = b"backchannel/v1/receipt\x00"
+CTX_DECISION = b"backchannel/v1/decision\x00"
+HPKE_INFO_PREFIX = b"backchannel/v1/letter\x00"
+
+_SUITE = hpke.Suite(hpke.KEM.X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.CHACHA20_POLY1305)
+_RAW = serialization.Encoding.Raw, serialization.PublicFormat.Raw
+
+
+@dataclass(frozen=True)
+class PartyKeys:
+    """A party's private keys. Lives in the keyring; never sent anywhere."""
+
+    name: str
+    signing: Ed25519PrivateKey
+    encryption: X25519PrivateKey
+
+    @classmethod
+    def generate(cls, name: str) -> PartyKeys:
+        return cls(name, Ed25519PrivateKey.generate(), X25519PrivateKey.generate())
+
+    @classmethod
+    def from_raw(cls, name: str, signing: bytes, encryption: bytes) -> PartyKeys:
+        return cls(
+            name,
+            Ed25519PrivateKey.from_private_bytes(signing),
+            X25519PrivateKey.from_private_bytes(encryption),
+        )
+
+    def public(self) -> PublicKeys:
+        return PublicKeys(
+            name=self.name,
+            signing_key=self.signing.public_key().public_bytes(*_RAW),
+            encryption_key=self.encryption.public_key().public_bytes(*_RAW),
+        )
+
+    def sign(self, context: bytes, message: bytes) -> bytes:
+        return self.signing.sign(context + message)
+
+
+def raw_private(key: Ed25519PrivateKey | X25519PrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+    )
+
+
+def raw_public(key: Ed25519PrivateKey) -> bytes:
+    return key.public_key().public_bytes(*_RAW)
+
+
+def fingerprint(*public_keys: bytes) -> str:
+    """A short, human-comparable fingerprint: 80 bits of SHA-256 as four groups of base32."""
+    digest = hashlib.sha256(b"backchannel/v1/fingerprint\x00" + b"".join(public_keys)).digest()
+    text = base64.b32encode(digest[:10]).decode("ascii")
+    return "-".join(text[i : i + 4] for i in range(0, 16, 4))
+
+
+def party_fingerprint(keys: PublicKeys) -> str:
+    return fingerprint(keys.signing_key, keys.encryption_key)
+
+
+def verify_signature(public_key: bytes, signature: bytes, context: bytes, message: bytes) -> bool:
+    try:
+        Ed25519PublicKey.from_public_bytes(public_key).verify(signature, context + message)
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+# --- letters ---------------------------------------------------------------------------------
+
+
+def hpke_info(letter_id: str, sender: str, recipient: str) -> bytes:
+    return HPKE_INFO_PREFIX + f"{letter_id}\x00{sender}\x00{recipient}".encode("ascii")
+
+
+def seal_letter(
+    sender: PartyKeys,
+    recipient: PublicKeys,
+    *,
+    letter_id: str,
+    subject: str,
+    body: str,
+    sent_at: datetime,
+    expires_at: datetime,
+    precedence: Precedence = Precedence.ROUTINE,
+    in_reply_to: str | None = None,
+) -> SealedLetter:
+    """Sign the content, encrypt it to the recipient, and seal the envelope."""
+    content = LetterContent(
+        letter_id=letter_id,
+        sender=sender.name,
+        recipient=recipient.name,
+        sent_at=format_time(sent_at),
+        subject=subject,
+        body=body,
+    )
+    signed = SignedContent(content=content, signature=sender.sign(CTX_CONTENT, content.signable()))
+    ciphertext = _SUITE.encrypt(
+        signed.signable(),
+        X25519PublicKey.from_public_bytes(recipient.encryption_key),
+        info=hpke_info(letter_id, sender.name, recipient.name),
+    )
+    envelope = Envelope(
+        id=letter_id,
+        sender=sender.name,
+        recipient=recipient.name,
+        sent_at=format_time(sent_at),
+        expires_at=format_time(expires_at),
+        precedence=precedence,
+        in_reply_to=in_reply_to,
+        recipient_key=sha256_hex(recipient.encryption_key),
+        ciphertext_sha256=sha256_hex(ciphertext),
+        ciphertext_size=len(ciphertext),
+    )
+    seal = sender.sign(CTX_ENVELOPE, envelope.signable())
+    return SealedLetter(envelope=envelope, seal=seal, ciphertext=ciphertext)
+
+
+def check_sealed(letter: SealedLetter, sender_signing_key: bytes) -> str:
+    """Verify digest, size and seal of a letter; return the envelope digest. Raises InvalidLetter."""
+    envelope = letter.envelope
+    if len(letter.ciphertext) != envelope.ciphertext_size or (
+        sha256_hex(letter.ciphertext) != envelope.ciphertext_sha256
+    ):
+        raise InvalidLetter("the ciphertext does not match the envelope's digest and size")
+    signable = envelope.signable()
+    if not verify_signature(sender_signing_key, letter.seal, CTX_ENVELOPE, signable):
+        raise InvalidLetter("the seal does not verify with the sender's key")
+    return sha256_hex(signable)
+
+
+def open_letter(
+    letter: SealedLetter, recipient: PartyKeys, sender_signing_key: bytes
+) -> SignedContent:
+    """Check the seal, decrypt, and verify the sender's signature on the content.
+
+    Raises IntegrityError for anything that does not verify: a tampered envelope, ciphertext or
+    content, a letter sealed to another key, or a content signature that is not the sender's.
+    """
+    env = letter.envelope
+    try:
+        check_sealed(letter, sender_signing_key)
+    except InvalidLetter as exc:
+        raise IntegrityError(f"letter {env.id}: {exc.detail}") from None
+    try:
+        plaintext = _SUITE.decrypt(
+            letter.ciphertext, recipient.encryption, info=hpke_info(env.id, env.sender, env.recipient)
+        )
+        signed = SignedContent.model_validate_json(plaintext)
+    except (InvalidTag, ValueError, ValidationError):
+        raise IntegrityError(f"letter {env.id}: the ciphertext does not decrypt") from None
+    content = signed.content
+    if (content.letter_id, content.sender, content.recipient, content.sent_at) != (
+        env.id,
+        env.sender,
+        env.recipient,
+        env.sent_at,
+    ) or not verify_signature(
+        sender_signing_key, signed.signature, CTX_CONTENT, content.signable()
+    ):
+        raise IntegrityError(f"letter {env.id}: the content signature is not the sender's")
+    return signed
+
+
+def verify_content(signed: SignedContent, sender_signing_key: bytes) -> bool:
+    """For a third party: does this content carry the sender's signature?"""
+    return verify_signature(
+        sender_signing_key, signed.signature, CTX_CONTENT, signed.content.signable()
+    )
+
+
+# --- decisions and receipts ------------------------------------------------------------------
+
+
+def decision_for(event: State, envelope: Envelope, reason: str | None = None) -> Decision:
+    return Decision(
+        decision=event.value,  # type: ignore[arg-type]  # only the two decision events reach here
+        letter_id=envelope.id,
+        envelope_sha256=envelope.digest(),
+        reason=reason,
+    )
+
+
+def sign_decision(recipient: PartyKeys, decision: Decision) -> bytes:
+    return recipient.sign(CTX_DECISION, decision.signable())
+
+
+def verify_decision(recipient_signing_key: bytes, decision: Decision, signature: bytes) -> bool:
+    return verify_signature(recipient_signing_key, signature, CTX_DECISION, decision.signable())
+
+
+def sign_receipt(
+    courier: Ed25519PrivateKey,
+    *,
+    letter_id: str,
+    seq: int,
+    event: State,
+    at: datetime,
+    envelope_sha256: str,
+    prev: str = ZERO_HASH,
+    reason: str | None = None,
+    recipient_signature: bytes | None = None,
+) -> Receipt:
+    unsigned = Receipt.model_construct(
+        letter_id=letter_id,
+        seq=seq,
+        event=event,
+        at=format_time(at),
+        envelope_sha256=envelope_sha256,
+        reason=reason,
+        recipient_signature=recipient_signature,
+        prev=prev,
+        signature=b"",
+    )
+    signature = courier.sign(CTX_RECEIPT + unsigned.body_bytes())
+    return unsigned.model_copy(update={"signature": signature})
+
+
+def verify_chain(
+    receipts: Sequence[Receipt],
+    envelope: Envelope,
+    *,
+    courier_key: bytes,
+    recipient_key: bytes,
+) -> None:
+    """Check a letter's whole receipt chain; raise IntegrityError naming the first bad receipt."""
+    if not receipts:
+        raise IntegrityError("the letter has no receipts")
+    digest = envelope.digest()
+    prev = ZERO_HASH
+    for seq, receipt in enumerate(receipts):
+        problem = _receipt_problem(receipt, seq, prev, envelope, digest, courier_key, recipient_key)
+        if problem:
+            raise IntegrityError(f"receipt {seq} ({receipt.event.value}): {problem}")
+        prev = receipt.chain_hash()
+    if receipts[0].event is not State.ACCEPTED:
+        raise IntegrityError("receipt 0 is not an 'accepted' receipt")
+
+
+def _receipt_problem(
+    receipt: Receipt,
+    seq: int,
+    prev: str,
+    envelope: Envelope,
+    digest: str,
+    courier_key: bytes,
+    recipient_key: bytes,
+) -> str | None:
+    if receipt.letter_id != envelope.id or receipt.envelope_sha256 != digest:
+        return "it is for another letter or envelope"
+    if receipt.seq != seq or receipt.prev != prev:
+        return "the chain is broken (a receipt was removed, reordered or altered)"
+    if not verify_signature(courier_key, receipt.signature, CTX_RECEIPT, receipt.body_bytes()):
+        return "the courier's signature does not verify"
+    if receipt.event in SIGNED_BY_RECIPIENT:
+        if receipt.recipient_signature is None:
+            return "the recipient's signature is missing"
+        decision = decision_for(receipt.event, envelope, receipt.reason)
+        if not verify_decision(recipient_key, decision, receipt.recipient_signature):
+            return "the recipient's signature does not verify"
+    return None

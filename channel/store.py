@@ -1,0 +1,291 @@
+"""The Store: the only module that speaks to Redis. It owns every key name and every Lua script.
+
+Key layout (docs/store.md explains it). Every key carries a hash tag, so each script touches a
+single Redis Cluster slot. A party's tag is its name: its registration, invitations, nonces,
+inbox, outbox and every letter addressed to it live in one slot, so accepting a letter (letter,
+receipt, inbox entry, deadline) is one atomic script. The one step that spans two parties, filing
+the letter in the sender's outbox, is a second idempotent script that a retried send repeats.
+
+    bc:{P}:party            hash    P's public keys and registration time
+    bc:{P}:invite           string  sha256 of P's one-time invitation token (expires)
+    bc:{P}:nonce:N          string  a request nonce P used (expires after the auth window)
+    bc:{P}:inbox            zset    letter ids addressed to P, scored by sent time (ms)
+    bc:{P}:due              zset    P's unfinished letters, scored by deadline (ms)
+    bc:{P}:letter:ID        hash    envelope, seal, ciphertext, state, chain head of letter ID to P
+    bc:{P}:receipts:ID      list    the signed receipts of letter ID to P, in order
+    bc:{P}:outbox           zset    letter ids P sent, scored by sent time (ms)
+    bc:{P}:sent             hash    letter id -> recipient, for P's letters
+    bc:parties              set     every registered name (the sweeper walks it)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, Literal
+
+import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
+from redis.commands.core import AsyncScript
+from redis.exceptions import RedisError
+
+from channel.errors import StoreUnavailable
+from channel.lifecycle import State
+
+PREFIX = "bc"
+PARTIES_KEY = f"{PREFIX}:parties"
+
+Admission = Literal["open", "invite", "pinned"]
+Registration = Literal["created", "exists", "taken", "closed"]
+
+
+def _party(name: str, suffix: str) -> str:
+    return f"{PREFIX}:{{{name}}}:{suffix}"
+
+
+@dataclass(frozen=True)
+class StoredParty:
+    signing_key: bytes
+    encryption_key: bytes
+    registered_at: str
+
+
+@dataclass(frozen=True)
+class LetterRecord:
+    """A letter as the store holds it: no plaintext, ever."""
+
+    id: str
+    recipient: str
+    sender: str
+    state: State
+    head: str
+    expires_ms: int
+    envelope: bytes  # canonical JSON, exactly as sealed
+    seal: bytes
+    digest: str
+    ciphertext: bytes | None  # only when asked for, and only until it is released
+    receipts: list[bytes]  # canonical JSON, in chain order
+
+
+@dataclass(frozen=True)
+class CreateResult:
+    outcome: Literal["created", "exists", "conflict"]
+    receipt: bytes
+
+
+@dataclass(frozen=True)
+class TransitionResult:
+    outcome: Literal["ok", "stale", "missing"]
+    ciphertext: bytes | None = None
+
+
+class Store:
+    """Async access to Backchannel's Redis. One per process; `close()` it when done."""
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        self._redis = client
+        self._scripts: dict[str, AsyncScript] = {
+            name: client.register_script(_lua(name))
+            for name in ("create_letter", "transition", "file_outbox", "register", "snapshot")
+        }
+
+    @classmethod
+    def from_url(cls, url: str) -> Store:
+        return cls(aioredis.Redis.from_url(url, decode_responses=False, health_check_interval=30))
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self._redis.ping())
+        except (RedisError, OSError):
+            return False
+
+    async def _run(self, script: str, keys: list[str], args: list[Any]) -> Any:
+        try:
+            return await self._scripts[script](keys=keys, args=args)
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(f"the store failed: {type(exc).__name__}") from exc
+
+    async def _call(self, command: str, *args: Any, **options: Any) -> Any:
+        try:
+            return await self._redis.execute_command(command, *args, **options)
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(f"the store failed: {type(exc).__name__}") from exc
+
+    # --- parties -------------------------------------------------------------------------------
+
+    async def register_party(
+        self,
+        name: str,
+        signing_key: bytes,
+        encryption_key: bytes,
+        registered_at: str,
+        admission: Admission,
+        invite_hash: str = "",
+    ) -> Registration:
+        # The directory entry goes first: a name listed without a record is harmless to the sweeper.
+        await self._call("SADD", PARTIES_KEY, name)
+        keys = [_party(name, "party"), _party(name, "invite")]
+        args = [signing_key, encryption_key, registered_at, admission, invite_hash]
+        outcome: bytes = await self._run("register", keys, args)
+        return outcome.decode()  # type: ignore[return-value]
+
+    async def get_party(self, name: str) -> StoredParty | None:
+        fields = await self._call(
+            "HMGET", _party(name, "party"), "signing", "encryption", "registered_at"
+        )
+        if fields[0] is None:
+            return None
+        return StoredParty(fields[0], fields[1], fields[2].decode())
+
+    async def party_names(self) -> list[str]:
+        members = await self._call("SMEMBERS", PARTIES_KEY)
+        return sorted(m.decode() for m in members)
+
+    async def add_invite(self, name: str, token_hash: str, ttl_seconds: int) -> None:
+        await self._call("SET", _party(name, "invite"), token_hash, "EX", ttl_seconds)
+
+    async def claim_nonce(self, party: str, nonce: str, ttl_ms: int) -> bool:
+        """True the first time a party uses `nonce` within `ttl_ms`; False for a replay."""
+        return bool(await self._call("SET", _party(party, f"nonce:{nonce}"), b"1", "NX", "PX", ttl_ms))
+
+    # --- letters -------------------------------------------------------------------------------
+
+    async def create_letter(
+        self,
+        *,
+        letter_id: str,
+        sender: str,
+        recipient: str,
+        digest: str,
+        envelope: bytes,
+        seal: bytes,
+        ciphertext: bytes,
+        sent_ms: int,
+        expires_ms: int,
+        receipt: bytes,
+        receipt_hash: str,
+    ) -> CreateResult:
+        keys = [
+            _party(recipient, f"letter:{letter_id}"),
+            _party(recipient, f"receipts:{letter_id}"),
+            _party(recipient, "inbox"),
+            _party(recipient, "due"),
+        ]
+        args = [letter_id, digest, envelope, seal, ciphertext, sender, sent_ms, expires_ms]
+        outcome, stored = await self._run("create_letter", keys, [*args, receipt, receipt_hash])
+        return CreateResult(outcome.decode(), stored or b"")
+
+    async def file_outbox(self, sender: str, letter_id: str, recipient: str, sent_ms: int) -> None:
+        keys = [_party(sender, "sent"), _party(sender, "outbox")]
+        await self._run("file_outbox", keys, [letter_id, recipient, sent_ms])
+
+    async def recipient_of(self, sender: str, letter_id: str) -> str | None:
+        """The recipient of a letter `sender` sent, or None if `sender` sent no such letter."""
+        value = await self._call("HGET", _party(sender, "sent"), letter_id)
+        return value.decode() if value is not None else None
+
+    async def letter(
+        self, recipient: str, letter_id: str, *, with_ciphertext: bool = False
+    ) -> LetterRecord | None:
+        keys = [_party(recipient, f"letter:{letter_id}"), _party(recipient, f"receipts:{letter_id}")]
+        raw = await self._run("snapshot", keys, ["1" if with_ciphertext else "0"])
+        return _record(letter_id, recipient, raw) if raw else None
+
+    async def transition(
+        self,
+        recipient: str,
+        letter_id: str,
+        *,
+        expected_head: str,
+        new_state: State,
+        new_head: str,
+        receipts: list[bytes],
+        terminal: bool,
+        release: bool,
+        retention_ms: int,
+    ) -> TransitionResult:
+        keys = [
+            _party(recipient, f"letter:{letter_id}"),
+            _party(recipient, f"receipts:{letter_id}"),
+            _party(recipient, "due"),
+        ]
+        args = [
+            letter_id,
+            expected_head,
+            new_state.value,
+            new_head,
+            "1" if terminal else "0",
+            "1" if release else "0",
+            retention_ms,
+            *receipts,
+        ]
+        outcome, released = await self._run("transition", keys, args)
+        return TransitionResult(outcome.decode(), released or None)
+
+    async def inbox_ids(self, party: str, limit: int) -> list[str]:
+        return await self._newest(_party(party, "inbox"), limit)
+
+    async def outbox_ids(self, party: str, limit: int) -> list[tuple[str, str]]:
+        """(letter id, recipient) pairs, newest first."""
+        ids = await self._newest(_party(party, "outbox"), limit)
+        if not ids:
+            return []
+        recipients = await self._call("HMGET", _party(party, "sent"), *ids)
+        return [(i, r.decode()) for i, r in zip(ids, recipients, strict=True) if r is not None]
+
+    async def letters(self, pairs: list[tuple[str, str]]) -> list[LetterRecord]:
+        """Several letters, given (recipient, letter id) pairs, in one round trip."""
+        if not pairs:
+            return []
+        pipe: Pipeline = self._redis.pipeline(transaction=False)
+        for recipient, letter_id in pairs:
+            keys = [_party(recipient, f"letter:{letter_id}"), _party(recipient, f"receipts:{letter_id}")]
+            await self._scripts["snapshot"](keys=keys, args=["0"], client=pipe)
+        try:
+            results = await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(f"the store failed: {type(exc).__name__}") from exc
+        return [
+            _record(letter_id, recipient, raw)
+            for (recipient, letter_id), raw in zip(pairs, results, strict=True)
+            if raw
+        ]
+
+    async def due_ids(self, party: str, now_ms: int, limit: int) -> list[str]:
+        ids = await self._call(
+            "ZRANGEBYSCORE", _party(party, "due"), "-inf", now_ms, "LIMIT", 0, limit
+        )
+        return [i.decode() for i in ids]
+
+    async def forget_missing(self, party: str, letter_ids: list[str]) -> None:
+        """Drop index entries whose letters ran out their retention."""
+        if letter_ids:
+            await self._call("ZREM", _party(party, "inbox"), *letter_ids)
+
+    async def _newest(self, key: str, limit: int) -> list[str]:
+        ids = await self._call("ZREVRANGE", key, 0, limit - 1)
+        return [i.decode() for i in ids]
+
+
+def _lua(name: str) -> str:
+    return resources.files("channel").joinpath(f"lua/{name}.lua").read_text(encoding="utf-8")
+
+
+def _record(letter_id: str, recipient: str, raw: list[bytes]) -> LetterRecord:
+    state, head, sender, exp, env, seal, digest, ciphertext, *receipts = raw
+    return LetterRecord(
+        id=letter_id,
+        recipient=recipient,
+        sender=sender.decode(),
+        state=State(state.decode()),
+        head=head.decode(),
+        expires_ms=int(exp),
+        envelope=env,
+        seal=seal,
+        digest=digest.decode(),
+        ciphertext=ciphertext or None,
+        receipts=receipts,
+    )
