@@ -38,6 +38,7 @@ from channel.models import (
     ChainKeys,
     CourierKey,
     Envelope,
+    LetterStatus,
     LetterSummary,
     OpenedLetter,
     PartyRecord,
@@ -119,7 +120,10 @@ class Courier:
             **keys.model_dump(), fingerprint=party_fingerprint(keys), registered_at=registered_at
         )
 
-    async def register(self, request: RegisterRequest, *, pinned: bool = False) -> PartyRecord:
+    async def register(
+        self, request: RegisterRequest, *, pinned: bool = False
+    ) -> tuple[PartyRecord, bool]:
+        """Register a party; returns its record and whether it is new (same keys again is fine)."""
         check_party_name(request.name)
         admission = "pinned" if pinned else "open" if self.open_registration else "invite"
         invite_hash = sha256_hex(request.invite.encode()) if request.invite else ""
@@ -139,7 +143,7 @@ class Courier:
                 "(ask the operator for `channel admin invite NAME`)"
             )
         log.info("party_registered", party=request.name, outcome=outcome, admission=admission)
-        return await self.party_record(request.name)
+        return await self.party_record(request.name), outcome == "created"
 
     async def invite(self, name: str, ttl_seconds: int = INVITE_TTL_SECONDS) -> str:
         """Mint a one-time invitation; only its hash is stored, the token is shown once."""
@@ -234,7 +238,7 @@ class Courier:
                 summaries.append(_summary(await self._touch(record)))
         return summaries
 
-    async def status(self, party: str, letter_id: str) -> tuple[LetterRecord, ChainKeys]:
+    async def status(self, party: str, letter_id: str) -> LetterStatus:
         located = await self._locate(party, letter_id)
         record = await self._touch(located.record)
         keys = ChainKeys(
@@ -242,7 +246,14 @@ class Courier:
             sender=(await self.party(record.sender)).signing_key,
             recipient=(await self.party(record.recipient)).signing_key,
         )
-        return record, keys
+        return LetterStatus(
+            id=record.id,
+            state=record.state,
+            envelope=Envelope.model_validate_json(record.envelope),
+            seal=record.seal,
+            receipts=_receipts(record),
+            keys=keys,
+        )
 
     async def returned(self, party: str, letter_id: str) -> ReturnedLetter:
         """A letter back with its sender: the sealed letter byte for byte, and its receipts."""

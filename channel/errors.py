@@ -16,6 +16,7 @@ Every error a user can cause is one of these. The server renders them as RFC 945
     ├── NotFound                404  not_found
     │   ├── UnknownParty        404  unknown_party
     │   └── UnknownLetter       404  unknown_letter      (also: a letter that is not yours)
+    ├── MethodNotAllowed        405  method_not_allowed
     ├── Conflict                409  conflict
     │   ├── NameTaken           409  name_taken
     │   ├── LetterIdConflict    409  letter_id_conflict
@@ -123,6 +124,12 @@ class UnknownLetter(NotFound):
     """No such letter for this caller. A letter that is not yours is indistinguishable from none."""
 
     code, title = "unknown_letter", "Unknown letter"
+
+
+class MethodNotAllowed(ChannelError):
+    """The path exists but not with this HTTP method."""
+
+    status, code, title, exit_code = 405, "method_not_allowed", "Method not allowed", 2
 
 
 class Conflict(ChannelError):

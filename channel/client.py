@@ -1,0 +1,314 @@
+"""One typed async client for the courier, used by the CLI, the exercise runner and the tests.
+
+    async with Client("http://127.0.0.1:8700", party_keys) as director:
+        sealed, receipt = await director.send_letter("ir.irgc.quds", "We will hold you accountable.")
+
+Requests are signed (RFC 9421) with the identity's key. Errors come back as the same typed
+exceptions the server raised (channel.errors). Idempotent calls, including `send`, are retried on
+connection failures, so a letter whose acknowledgement was lost is never sent twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import timedelta
+from types import TracebackType
+from typing import Any, TypeVar
+
+import aiohttp
+
+from channel.canonical import now_utc
+from channel.errors import (
+    ChannelError,
+    IntegrityError,
+    KeyringError,
+    ServerUnreachable,
+    error_from_problem,
+)
+from channel.httpsig import sign_request
+from channel.lifecycle import State
+from channel.models import (
+    CourierKey,
+    Health,
+    LetterList,
+    LetterStatus,
+    LetterSummary,
+    OpenedLetter,
+    OpenRequest,
+    PartyRecord,
+    Precedence,
+    PublicKeys,
+    Receipt,
+    ReceiptList,
+    RegisterRequest,
+    ReturnedLetter,
+    ReturnRequest,
+    SealedLetter,
+    SignedContent,
+    Wire,
+)
+from channel.names import check_letter_id, check_party_name, new_letter_id
+from channel.seal import (
+    PartyKeys,
+    decision_for,
+    open_letter,
+    party_fingerprint,
+    seal_letter,
+    sign_decision,
+    verify_chain,
+)
+
+M = TypeVar("M", bound=Wire)
+DEFAULT_DEADLINE = timedelta(days=7)
+_RETRIES = 3
+
+
+class Client:
+    def __init__(
+        self,
+        base_url: str,
+        identity: PartyKeys | None = None,
+        *,
+        timeout: float = 30.0,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.identity = identity
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._session = session
+        self._owns_session = session is None
+        self._party_cache: dict[str, PublicKeys] = {}
+        self._courier_key: bytes | None = None
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._session is not None and self._owns_session:
+            await self._session.close()
+        self._session = None
+
+    def as_party(self, identity: PartyKeys) -> Client:
+        """Another client acting as `identity` over the same connection pool."""
+        other = Client(self.base_url, identity, session=self._ensure_session())
+        other._timeout = self._timeout
+        return other
+
+    @property
+    def me(self) -> PartyKeys:
+        if self.identity is None:
+            raise KeyringError("this call needs a party identity (use --as NAME)")
+        return self.identity
+
+    # --- the API, one method per route ---------------------------------------------------------
+
+    async def health(self) -> Health:
+        return await self._call("GET", "/healthz", Health, signed=False)
+
+    async def courier_key(self) -> CourierKey:
+        key = await self._call("GET", "/v1/courier", CourierKey, signed=False)
+        self._courier_key = key.signing_key
+        return key
+
+    async def register(self, invite: str | None = None) -> PartyRecord:
+        keys = self.me.public()
+        request = RegisterRequest(**keys.model_dump(), invite=invite)
+        return await self._call("POST", "/v1/parties", PartyRecord, request)
+
+    async def party(self, name: str) -> PartyRecord:
+        check_party_name(name)
+        return await self._call("GET", f"/v1/parties/{name}", PartyRecord, signed=False)
+
+    async def send(self, letter: SealedLetter) -> Receipt:
+        return await self._call("POST", "/v1/letters", Receipt, letter, retry=True)
+
+    async def inbox(self, limit: int = 100) -> list[LetterSummary]:
+        return (await self._call("GET", f"/v1/inbox?limit={limit}", LetterList, retry=True)).letters
+
+    async def outbox(self, limit: int = 100) -> list[LetterSummary]:
+        return (await self._call("GET", f"/v1/outbox?limit={limit}", LetterList, retry=True)).letters
+
+    async def status(self, letter_id: str) -> LetterStatus:
+        path = f"/v1/letters/{check_letter_id(letter_id)}"
+        return await self._call("GET", path, LetterStatus, retry=True)
+
+    async def open(self, letter_id: str, signature: bytes) -> OpenedLetter:
+        path = f"/v1/letters/{check_letter_id(letter_id)}/open"
+        return await self._call("POST", path, OpenedLetter, OpenRequest(signature=signature))
+
+    async def return_unopened(
+        self, letter_id: str, signature: bytes, reason: str | None = None
+    ) -> list[Receipt]:
+        path = f"/v1/letters/{check_letter_id(letter_id)}/return"
+        request = ReturnRequest(reason=reason, signature=signature)
+        return (await self._call("POST", path, ReceiptList, request)).receipts
+
+    async def withdraw(self, letter_id: str) -> list[Receipt]:
+        path = f"/v1/letters/{check_letter_id(letter_id)}/withdraw"
+        return (await self._call("POST", path, ReceiptList)).receipts
+
+    async def returned(self, letter_id: str) -> ReturnedLetter:
+        path = f"/v1/letters/{check_letter_id(letter_id)}/returned"
+        return await self._call("GET", path, ReturnedLetter, retry=True)
+
+    # --- what a party does: the API plus the cryptography --------------------------------------
+
+    async def public_keys(self, name: str) -> PublicKeys:
+        cached = self._party_cache.get(name)
+        if cached is None:
+            record = await self.party(name)
+            cached = PublicKeys(
+                name=record.name, signing_key=record.signing_key, encryption_key=record.encryption_key
+            )
+            if party_fingerprint(cached) != record.fingerprint:
+                raise IntegrityError(f"the courier's fingerprint for {name} does not match its keys")
+            self._party_cache[name] = cached
+        return cached
+
+    def trust(self, keys: PublicKeys) -> None:
+        """Use these keys for `keys.name` (pinned from a keyring) instead of asking the courier."""
+        self._party_cache[keys.name] = keys
+
+    def trust_courier(self, signing_key: bytes) -> None:
+        self._courier_key = signing_key
+
+    async def seal(
+        self,
+        to: str,
+        body: str,
+        *,
+        subject: str = "",
+        precedence: Precedence = Precedence.ROUTINE,
+        expires_in: timedelta = DEFAULT_DEADLINE,
+        in_reply_to: str | None = None,
+        letter_id: str | None = None,
+    ) -> SealedLetter:
+        recipient = await self.public_keys(check_party_name(to))
+        now = now_utc()
+        return seal_letter(
+            self.me,
+            recipient,
+            letter_id=letter_id or new_letter_id(),
+            subject=subject,
+            body=body,
+            sent_at=now,
+            expires_at=now + expires_in,
+            precedence=precedence,
+            in_reply_to=check_letter_id(in_reply_to) if in_reply_to else None,
+        )
+
+    async def send_letter(self, to: str, body: str, **options: Any) -> tuple[SealedLetter, Receipt]:
+        sealed = await self.seal(to, body, **options)
+        receipt = await self.send(sealed)
+        await self._check_receipts(sealed, [receipt])
+        return sealed, receipt
+
+    async def open_letter(self, letter_id: str) -> tuple[SignedContent, OpenedLetter]:
+        """Open a letter addressed to you: sign the decision, decrypt, verify sender and chain."""
+        status = await self.status(letter_id)
+        decision = decision_for(State.OPENED, status.envelope)
+        opened = await self.open(letter_id, sign_decision(self.me, decision))
+        sender = await self.public_keys(opened.letter.envelope.sender)
+        content = open_letter(opened.letter, self.me, sender.signing_key)
+        await self._check_receipts(opened.letter, opened.receipts)
+        return content, opened
+
+    async def return_letter(self, letter_id: str, reason: str | None = None) -> list[Receipt]:
+        """Return a letter unopened, signing the refusal (and its reason) yourself."""
+        status = await self.status(letter_id)
+        decision = decision_for(State.RETURNED_UNOPENED, status.envelope, reason)
+        receipts = await self.return_unopened(letter_id, sign_decision(self.me, decision), reason)
+        await self._verify_chain(status.envelope.recipient, status, receipts)
+        return receipts
+
+    async def verified_status(self, letter_id: str) -> LetterStatus:
+        """The status, with its receipt chain checked against keys this client trusts."""
+        status = await self.status(letter_id)
+        await self._verify_chain(status.envelope.recipient, status, status.receipts)
+        return status
+
+    async def _check_receipts(self, letter: SealedLetter, receipts: list[Receipt]) -> None:
+        recipient = await self.public_keys(letter.envelope.recipient)
+        verify_chain(
+            receipts,
+            letter.envelope,
+            courier_key=await self._courier_signing_key(),
+            recipient_key=recipient.signing_key,
+        )
+
+    async def _verify_chain(self, recipient: str, status: LetterStatus, receipts: list[Receipt]) -> None:
+        keys = await self.public_keys(recipient)
+        verify_chain(
+            receipts,
+            status.envelope,
+            courier_key=await self._courier_signing_key(),
+            recipient_key=keys.signing_key,
+        )
+
+    async def _courier_signing_key(self) -> bytes:
+        if self._courier_key is None:
+            await self.courier_key()
+        assert self._courier_key is not None
+        return self._courier_key
+
+    # --- transport -----------------------------------------------------------------------------
+
+    def _ensure_session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+            self._owns_session = True
+        return self._session
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        response: type[M],
+        body: Wire | None = None,
+        *,
+        signed: bool = True,
+        retry: bool = False,
+    ) -> M:
+        raw = body.model_dump_json(exclude_none=True).encode() if body is not None else b""
+        url = self.base_url + path
+        attempts = _RETRIES if retry else 1
+        for attempt in range(1, attempts + 1):
+            headers = {"Content-Type": "application/json"} if body is not None else {}
+            if signed:
+                # A fresh signature (and nonce) each attempt: the courier refuses a replayed one.
+                headers |= sign_request(self.me.name, self.me.signing, method, url, raw)
+            try:
+                async with self._ensure_session().request(
+                    method, url, data=raw or None, headers=headers
+                ) as reply:
+                    payload = await reply.read()
+                    if reply.status >= 400:
+                        raise _problem(reply.status, payload)
+                    return response.model_validate_json(payload)
+            except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
+                if attempt == attempts:
+                    raise ServerUnreachable(f"cannot reach the courier at {self.base_url}: {_why(exc)}") from None
+                await asyncio.sleep(0.2 * attempt)
+        raise AssertionError("unreachable")
+
+
+def _problem(status: int, payload: bytes) -> ChannelError:
+    try:
+        problem = json.loads(payload)
+    except ValueError:
+        problem = {}
+    if not isinstance(problem, dict):
+        problem = {}
+    return error_from_problem(status, problem)
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, asyncio.TimeoutError):
+        return "timed out"
+    return str(exc) or type(exc).__name__

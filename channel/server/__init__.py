@@ -1,0 +1,1 @@
+"""The courier's HTTP face: an aiohttp app whose handlers only parse, call the Courier and reply."""

@@ -1,0 +1,212 @@
+"""The REST API as a table: each route names its models, and its handler is parse → call → reply.
+
+The same table registers the aiohttp routes and generates the OpenAPI document, so the two can
+never disagree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from channel.courier import Courier
+from channel.errors import (
+    BadRequest,
+    ChannelError,
+    Forbidden,
+    InvalidLetter,
+    InvalidName,
+    InvalidTransition,
+    LetterExpired,
+    LetterIdConflict,
+    NameTaken,
+    PayloadTooLarge,
+    RegistrationClosed,
+    Replayed,
+    Unauthenticated,
+    UnknownLetter,
+    UnknownParty,
+)
+from channel.httpsig import NONCE_TTL_MS, RequestView, verify_request
+from channel.models import (
+    CourierKey,
+    Health,
+    LetterList,
+    LetterStatus,
+    OpenedLetter,
+    OpenRequest,
+    PartyRecord,
+    Receipt,
+    ReceiptList,
+    RegisterRequest,
+    ReturnedLetter,
+    ReturnRequest,
+    SealedLetter,
+    Wire,
+)
+from channel.names import check_letter_id, check_party_name
+
+MAX_LIST = 500
+
+
+@dataclass(frozen=True)
+class Call:
+    """Everything a handler may use: the courier, the authenticated party and the parsed body."""
+
+    courier: Courier
+    party: str  # "" on unsigned routes
+    body: Any
+    path: Mapping[str, str]
+    query: Mapping[str, str]
+    view: RequestView
+    raw: bytes
+
+    def letter_id(self) -> str:
+        return check_letter_id(self.path["letter_id"])
+
+    def limit(self) -> int:
+        try:
+            value = int(self.query.get("limit", "100"))
+        except ValueError:
+            raise BadRequest("limit must be a whole number") from None
+        if not 1 <= value <= MAX_LIST:
+            raise BadRequest(f"limit must be between 1 and {MAX_LIST}")
+        return value
+
+
+Reply = Wire | tuple[Wire, int]
+Handler = Callable[[Call], Awaitable[Reply]]
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    response: type[Wire]
+    request: type[Wire] | None = None
+    signed: bool = True
+    status: int = 200
+    errors: tuple[type[ChannelError], ...] = field(default=())
+
+
+async def health(call: Call) -> Reply:
+    from channel import __version__  # noqa: PLC0415
+
+    return Health(status="ok", version=__version__)
+
+
+async def courier_key(call: Call) -> Reply:
+    return call.courier.courier_key()
+
+
+async def register(call: Call) -> Reply:
+    request: RegisterRequest = call.body
+    check_party_name(request.name)
+    # Proof of possession: the request must be signed by the signing key being registered.
+    signed = verify_request(call.view, call.raw, request.name, request.signing_key)
+    if not await call.courier.store.claim_nonce(request.name, signed.nonce, NONCE_TTL_MS):
+        raise Replayed("this request was already received (its nonce was used)")
+    record, created = await call.courier.register(request)
+    return record, 201 if created else 200
+
+
+async def party(call: Call) -> Reply:
+    return await call.courier.party_record(check_party_name(call.path["name"]))
+
+
+async def send(call: Call) -> Reply:
+    receipt, created = await call.courier.send(call.party, call.body)
+    return receipt, 201 if created else 200
+
+
+async def inbox(call: Call) -> Reply:
+    return LetterList(letters=await call.courier.inbox(call.party, call.limit()))
+
+
+async def outbox(call: Call) -> Reply:
+    return LetterList(letters=await call.courier.outbox(call.party, call.limit()))
+
+
+async def status(call: Call) -> Reply:
+    return await call.courier.status(call.party, call.letter_id())
+
+
+async def open_letter(call: Call) -> Reply:
+    request: OpenRequest = call.body
+    return await call.courier.open(call.party, call.letter_id(), request.signature)
+
+
+async def return_letter(call: Call) -> Reply:
+    request: ReturnRequest = call.body
+    receipts = await call.courier.return_unopened(
+        call.party, call.letter_id(), request.reason, request.signature
+    )
+    return ReceiptList(receipts=receipts)
+
+
+async def withdraw(call: Call) -> Reply:
+    return ReceiptList(receipts=await call.courier.withdraw(call.party, call.letter_id()))
+
+
+async def returned(call: Call) -> Reply:
+    return await call.courier.returned(call.party, call.letter_id())
+
+
+_LETTER = "/v1/letters/{letter_id}"
+_MOVE = (UnknownLetter, Forbidden, InvalidTransition, LetterExpired, InvalidName)
+
+ROUTES: tuple[Route, ...] = (
+    Route("GET", "/healthz", health, "Liveness", Health, signed=False),
+    Route("GET", "/v1/courier", courier_key, "The courier's receipt-signing key", CourierKey, signed=False),
+    Route(
+        "POST", "/v1/parties", register,
+        "Register a party's public keys (signed with the key being registered)",
+        PartyRecord, RegisterRequest, signed=False, status=201,
+        errors=(InvalidName, RegistrationClosed, NameTaken, Unauthenticated, Replayed),
+    ),
+    Route(
+        "GET", "/v1/parties/{name}", party, "A party's public keys and fingerprint",
+        PartyRecord, signed=False, errors=(UnknownParty, InvalidName),
+    ),
+    Route(
+        "POST", "/v1/letters", send,
+        "Send a sealed letter (idempotent on the letter id: a re-send returns the same receipt)",
+        Receipt, SealedLetter, status=201,
+        errors=(InvalidLetter, UnknownParty, Forbidden, LetterIdConflict, PayloadTooLarge),
+    ),
+    Route(
+        "GET", "/v1/inbox", inbox,
+        "Envelopes addressed to you, newest first; listing records `delivered`", LetterList,
+    ),
+    Route("GET", "/v1/outbox", outbox, "Envelopes you sent, newest first", LetterList),
+    Route(
+        "GET", _LETTER, status, "A letter's envelope, state and whole receipt chain (sender or recipient)",
+        LetterStatus, errors=(UnknownLetter, InvalidName),
+    ),
+    Route(
+        "POST", f"{_LETTER}/open", open_letter,
+        "Open a letter: releases the ciphertext to its recipient, once", OpenedLetter, OpenRequest,
+        errors=_MOVE,
+    ),
+    Route(
+        "POST", f"{_LETTER}/return", return_letter,
+        "Return a letter unopened: the ciphertext is never released, the sealed letter goes back",
+        ReceiptList, ReturnRequest, errors=_MOVE,
+    ),
+    Route(
+        "POST", f"{_LETTER}/withdraw", withdraw, "Withdraw a letter you sent, while unopened",
+        ReceiptList, errors=_MOVE,
+    ),
+    Route(
+        "GET", f"{_LETTER}/returned", returned,
+        "The sealed letter back in its sender's hands, byte for byte, with its receipts",
+        ReturnedLetter, errors=(UnknownLetter, InvalidTransition, InvalidName),
+    ),
+)
+
+# Errors every route may answer with, and those every signed route may answer with.
+ALWAYS: tuple[type[ChannelError], ...] = (BadRequest, PayloadTooLarge)
+SIGNED: tuple[type[ChannelError], ...] = (Unauthenticated, Replayed, UnknownParty)

@@ -1,0 +1,99 @@
+"""`channel serve`: start the embedded Redis if no URL is given, then the courier's workers.
+
+Workers are separate processes sharing the port (`reuse_port`): CPU in the server is the limit,
+not Redis. The first process owns the embedded Redis and runs the expiry sweeper; the sweeper is
+safe to run anywhere because every transition is a compare-and-set, it just needs to run once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import signal
+import sys
+from pathlib import Path
+
+from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from channel.embedded import EmbeddedRedis
+from channel.logs import configure_logging
+from channel.seal import fingerprint, raw_private, raw_public
+from channel.server.app import create_app
+from channel.settings import Settings
+
+COURIER_KEY_FILE = "courier.key"
+
+
+def load_courier_key(data_dir: Path) -> Ed25519PrivateKey:
+    """The courier's receipt-signing key: generated on first start, kept 0600 in the data dir."""
+    path = data_dir / COURIER_KEY_FILE
+    if path.exists():
+        return Ed25519PrivateKey.from_private_bytes(path.read_bytes())
+    key = Ed25519PrivateKey.generate()
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(raw_private(key))
+    return key
+
+
+def serve(settings: Settings) -> None:
+    configure_logging(settings.log_format, settings.log_level)
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    key = load_courier_key(settings.data_dir)
+    embedded = None
+    if settings.redis_url is None:
+        embedded = EmbeddedRedis(settings.data_dir, fsync=settings.fsync)
+        embedded.start()
+        redis_url = embedded.url
+    else:
+        redis_url = settings.redis_url.get_secret_value()
+    children: list[multiprocessing.process.BaseProcess] = []
+    try:
+        if settings.workers > 1:
+            context = multiprocessing.get_context("spawn")
+            for _ in range(settings.workers - 1):
+                child = context.Process(target=_worker, args=(settings, redis_url), daemon=True)
+                child.start()
+                children.append(child)
+        asyncio.run(_run(settings, redis_url, key, announce=True, sweeper=True))
+    finally:
+        for child in children:
+            child.terminate()
+        for child in children:
+            child.join(timeout=10)
+        if embedded is not None:
+            embedded.stop()
+
+
+def _worker(settings: Settings, redis_url: str) -> None:
+    configure_logging(settings.log_format, settings.log_level)
+    key = load_courier_key(settings.data_dir)
+    asyncio.run(_run(settings, redis_url, key, announce=False, sweeper=False))
+
+
+async def _run(
+    settings: Settings, redis_url: str, key: Ed25519PrivateKey, *, announce: bool, sweeper: bool
+) -> None:
+    app = create_app(settings, redis_url, key, sweeper=sweeper)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=10)
+    await runner.setup()
+    site = web.TCPSite(
+        runner, settings.host, settings.port, reuse_port=settings.workers > 1, backlog=1024
+    )
+    await site.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    if announce:
+        host, port = runner.addresses[0][:2]
+        print(f"Courier ready at http://{host}:{port}", flush=True)
+        print(f"Courier key fingerprint {fingerprint(raw_public(key))}", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()  # stops accepting, finishes in-flight requests, closes Redis
+    if announce:
+        print("Courier stopped", file=sys.stderr, flush=True)
