@@ -1,7 +1,7 @@
 """One typed async client for the courier, used by the CLI, the exercise runner and the tests.
 
     async with Client("http://127.0.0.1:8700", party_keys) as director:
-        sealed, receipt = await director.send_letter("ir.irgc.quds", "We will hold you accountable.")
+        sealed, receipt = await director.send_letter("ir.irgc.quds", "We will hold you to account.")
 
 Requests are signed (RFC 9421) with the identity's key. Errors come back as the same typed
 exceptions the server raised (channel.errors). Idempotent calls, including `send`, are retried on
@@ -132,7 +132,9 @@ class Client:
         return (await self._call("GET", f"/v1/inbox?limit={limit}", LetterList, retry=True)).letters
 
     async def outbox(self, limit: int = 100) -> list[LetterSummary]:
-        return (await self._call("GET", f"/v1/outbox?limit={limit}", LetterList, retry=True)).letters
+        return (
+            await self._call("GET", f"/v1/outbox?limit={limit}", LetterList, retry=True)
+        ).letters
 
     async def status(self, letter_id: str) -> LetterStatus:
         path = f"/v1/letters/{check_letter_id(letter_id)}"
@@ -164,10 +166,14 @@ class Client:
         if cached is None:
             record = await self.party(name)
             cached = PublicKeys(
-                name=record.name, signing_key=record.signing_key, encryption_key=record.encryption_key
+                name=record.name,
+                signing_key=record.signing_key,
+                encryption_key=record.encryption_key,
             )
             if party_fingerprint(cached) != record.fingerprint:
-                raise IntegrityError(f"the courier's fingerprint for {name} does not match its keys")
+                raise IntegrityError(
+                    f"the courier's fingerprint for {name} does not match its keys"
+                )
             self._party_cache[name] = cached
         return cached
 
@@ -242,7 +248,9 @@ class Client:
             recipient_key=recipient.signing_key,
         )
 
-    async def _verify_chain(self, recipient: str, status: LetterStatus, receipts: list[Receipt]) -> None:
+    async def _verify_chain(
+        self, recipient: str, status: LetterStatus, receipts: list[Receipt]
+    ) -> None:
         keys = await self.public_keys(recipient)
         verify_chain(
             receipts,
@@ -291,9 +299,11 @@ class Client:
                     if reply.status >= 400:
                         raise _problem(reply.status, payload)
                     return response.model_validate_json(payload)
-            except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, aiohttp.ClientConnectionError) as exc:
                 if attempt == attempts:
-                    raise ServerUnreachable(f"cannot reach the courier at {self.base_url}: {_why(exc)}") from None
+                    raise ServerUnreachable(
+                        f"cannot reach the courier at {self.base_url}: {_why(exc)}"
+                    ) from None
                 await asyncio.sleep(0.2 * attempt)
         raise AssertionError("unreachable")
 

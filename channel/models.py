@@ -72,7 +72,7 @@ class Precedence(StrEnum):
 class Envelope(Wire):
     """What the courier and the recipient see before a letter is opened. The seal signs it."""
 
-    v: Literal[1] = PROTOCOL_VERSION
+    v: Literal[1] = 1
     id: LetterId
     sender: PartyName
     recipient: PartyName
@@ -80,7 +80,9 @@ class Envelope(Wire):
     expires_at: Timestamp
     precedence: Precedence = Precedence.ROUTINE
     in_reply_to: LetterId | None = None
-    suite: Literal["hpke-x25519-hkdfsha256-chacha20poly1305"] = HPKE_SUITE
+    suite: Literal["hpke-x25519-hkdfsha256-chacha20poly1305"] = (
+        "hpke-x25519-hkdfsha256-chacha20poly1305"
+    )
     recipient_key: Sha256Hex  # sha256 of the recipient's X25519 public key sealed to
     ciphertext_sha256: Sha256Hex
     ciphertext_size: Annotated[int, Field(ge=1, le=MAX_CIPHERTEXT_BYTES + 256)]
@@ -100,7 +102,7 @@ class SealedLetter(Wire):
 class LetterContent(Wire):
     """The plaintext inside the ciphertext; the sender signs it (non-repudiation of origin)."""
 
-    v: Literal[1] = PROTOCOL_VERSION
+    v: Literal[1] = 1
     letter_id: LetterId
     sender: PartyName
     recipient: PartyName
@@ -117,7 +119,7 @@ class SignedContent(Wire):
 class Receipt(Wire):
     """One signed step of a letter's life. `prev` chains it to the receipt before it."""
 
-    v: Literal[1] = PROTOCOL_VERSION
+    v: Literal[1] = 1
     letter_id: LetterId
     seq: Annotated[int, Field(ge=0)]
     event: State
@@ -140,7 +142,7 @@ class Receipt(Wire):
 class Decision(Wire):
     """What a recipient signs when it opens a letter or returns it unopened."""
 
-    v: Literal[1] = PROTOCOL_VERSION
+    v: Literal[1] = 1
     decision: Literal["opened", "returned_unopened"]
     letter_id: LetterId
     envelope_sha256: Sha256Hex

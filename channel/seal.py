@@ -155,7 +155,7 @@ def seal_letter(
 
 
 def check_sealed(letter: SealedLetter, sender_signing_key: bytes) -> str:
-    """Verify digest, size and seal of a letter; return the envelope digest. Raises InvalidLetter."""
+    """Check a letter's digest, size and seal; return the envelope digest. Raises InvalidLetter."""
     envelope = letter.envelope
     if len(letter.ciphertext) != envelope.ciphertext_size or (
         sha256_hex(letter.ciphertext) != envelope.ciphertext_sha256
@@ -182,7 +182,9 @@ def open_letter(
         raise IntegrityError(f"letter {env.id}: {exc.detail}") from None
     try:
         plaintext = _SUITE.decrypt(
-            letter.ciphertext, recipient.encryption, info=hpke_info(env.id, env.sender, env.recipient)
+            letter.ciphertext,
+            recipient.encryption,
+            info=hpke_info(env.id, env.sender, env.recipient),
         )
         signed = SignedContent.model_validate_json(plaintext)
     except (InvalidTag, ValueError, ValidationError):

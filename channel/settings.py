@@ -21,7 +21,9 @@ def redact_url(url: str) -> str:
     parts = urlsplit(url)
     if parts.password is None:
         return url
-    netloc = f"{parts.username or ''}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    netloc = f"{parts.username or ''}:***@{parts.hostname}" + (
+        f":{parts.port}" if parts.port else ""
+    )
     return urlunsplit(parts._replace(netloc=netloc))
 
 
@@ -45,7 +47,9 @@ class Settings(BaseSettings):
 
     def __repr__(self) -> str:
         shown = self.model_dump(exclude={"redis_url"})
-        shown["redis_url"] = redact_url(self.redis_url.get_secret_value()) if self.redis_url else None
+        shown["redis_url"] = (
+            redact_url(self.redis_url.get_secret_value()) if self.redis_url else None
+        )
         return f"Settings({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
 
     __str__ = __repr__

@@ -110,7 +110,7 @@ class Store:
 
     async def _call(self, command: str, *args: Any, **options: Any) -> Any:
         try:
-            return await self._redis.execute_command(command, *args, **options)
+            return await self._redis.execute_command(command, *args, **options)  # type: ignore[no-untyped-call]
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(f"the store failed: {type(exc).__name__}") from exc
 
@@ -149,7 +149,9 @@ class Store:
 
     async def claim_nonce(self, party: str, nonce: str, ttl_ms: int) -> bool:
         """True the first time a party uses `nonce` within `ttl_ms`; False for a replay."""
-        return bool(await self._call("SET", _party(party, f"nonce:{nonce}"), b"1", "NX", "PX", ttl_ms))
+        return bool(
+            await self._call("SET", _party(party, f"nonce:{nonce}"), b"1", "NX", "PX", ttl_ms)
+        )
 
     # --- letters -------------------------------------------------------------------------------
 
@@ -190,7 +192,10 @@ class Store:
     async def letter(
         self, recipient: str, letter_id: str, *, with_ciphertext: bool = False
     ) -> LetterRecord | None:
-        keys = [_party(recipient, f"letter:{letter_id}"), _party(recipient, f"receipts:{letter_id}")]
+        keys = [
+            _party(recipient, f"letter:{letter_id}"),
+            _party(recipient, f"receipts:{letter_id}"),
+        ]
         raw = await self._run("snapshot", keys, ["1" if with_ciphertext else "0"])
         return _record(letter_id, recipient, raw) if raw else None
 
@@ -242,7 +247,10 @@ class Store:
             return []
         pipe: Pipeline = self._redis.pipeline(transaction=False)
         for recipient, letter_id in pairs:
-            keys = [_party(recipient, f"letter:{letter_id}"), _party(recipient, f"receipts:{letter_id}")]
+            keys = [
+                _party(recipient, f"letter:{letter_id}"),
+                _party(recipient, f"receipts:{letter_id}"),
+            ]
             await self._scripts["snapshot"](keys=keys, args=["0"], client=pipe)
         try:
             results = await pipe.execute()

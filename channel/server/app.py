@@ -71,7 +71,11 @@ def _courier_context(
         app[COURIER] = courier
         if settings.directory is not None:
             await pin_directory(courier, settings.directory)
-        task = asyncio.create_task(_sweep_forever(courier, settings.sweep_interval)) if sweeper else None
+        task = (
+            asyncio.create_task(_sweep_forever(courier, settings.sweep_interval))
+            if sweeper
+            else None
+        )
         try:
             yield
         finally:
@@ -86,15 +90,24 @@ def _courier_context(
 
 async def pin_directory(courier: Courier, directory: Path) -> int:
     """Register every public key file in `directory` (`NAME.pub.json`); refuse a conflict loudly."""
-    files = sorted(directory.glob("*.pub.json"))
-    for path in files:
-        try:
-            request = RegisterRequest.model_validate_json(path.read_bytes())
-        except ValidationError as exc:
-            raise BadRequest(f"{path}: not a public key file ({exc.error_count()} errors)") from None
+    requests = await asyncio.to_thread(read_directory, directory)
+    for request in requests:
         await courier.register(request, pinned=True)
-    log.info("directory_pinned", directory=str(directory), parties=len(files))
-    return len(files)
+    log.info("directory_pinned", directory=str(directory), parties=len(requests))
+    return len(requests)
+
+
+def read_directory(directory: Path) -> list[RegisterRequest]:
+    if not directory.is_dir():
+        raise BadRequest(f"the key directory {directory} does not exist")
+    requests = []
+    for path in sorted(directory.glob("*.pub.json")):
+        try:
+            requests.append(RegisterRequest.model_validate_json(path.read_bytes()))
+        except ValidationError as exc:
+            problem = f"{path}: not a public key file ({exc.error_count()} errors)"
+            raise BadRequest(problem) from None
+    return requests
 
 
 async def _sweep_forever(courier: Courier, interval: float) -> None:
@@ -110,7 +123,9 @@ def _endpoint(route: Route) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def handle(request: web.Request) -> web.Response:
         courier = request.app[COURIER]
         raw = await request.read() if request.body_exists else b""
-        view = RequestView(request.method, f"http://courier{request.raw_path}", dict(request.headers))
+        view = RequestView(
+            request.method, f"http://courier{request.raw_path}", dict(request.headers)
+        )
         party = await courier.authenticate(view, raw) if route.signed else ""
         if party:
             structlog.contextvars.bind_contextvars(party=party)
@@ -162,7 +177,9 @@ async def problems(
     except ChannelError as exc:
         response = _problem(exc, request)
     except web.HTTPRequestEntityTooLarge:
-        response = _problem(PayloadTooLarge("the request body is larger than the courier accepts"), request)
+        response = _problem(
+            PayloadTooLarge("the request body is larger than the courier accepts"), request
+        )
     except web.HTTPMethodNotAllowed:
         response = _problem(MethodNotAllowed(f"{request.method} is not allowed here"), request)
     except web.HTTPNotFound:
@@ -171,7 +188,9 @@ async def problems(
         response = _problem(BadRequest(exc.reason), request) if exc.status >= 400 else exc
     except Exception:
         log.exception("unhandled_error", path=request.path)
-        response = _problem(ChannelError("the courier failed; the request id is in its logs"), request)
+        response = _problem(
+            ChannelError("the courier failed; the request id is in its logs"), request
+        )
     response.headers["X-Request-Id"] = request_id
     log.debug("request", method=request.method, path=request.path, status=response.status)
     return response
@@ -183,14 +202,16 @@ def _problem(exc: ChannelError, request: web.Request) -> web.Response:
     else:
         log.info("request_refused", code=exc.code, status=exc.status, detail=exc.detail)
     problem = exc.to_problem(instance=request.path)
-    response = web.json_response(problem, status=exc.status, content_type="application/problem+json")
+    response = web.json_response(
+        problem, status=exc.status, content_type="application/problem+json"
+    )
     if isinstance(exc, StoreUnavailable):
         response.headers["Retry-After"] = "1"
     return response
 
 
 async def _openapi(request: web.Request) -> web.Response:
-    from channel.server.openapi import openapi_document  # noqa: PLC0415
+    from channel.server.openapi import openapi_document
 
     return web.json_response(openapi_document())
 

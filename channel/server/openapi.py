@@ -67,7 +67,7 @@ def openapi_document() -> dict[str, Any]:
                     "type": "apiKey",
                     "in": "header",
                     "name": "Signature",
-                    "description": "RFC 9421 signature by the party's Ed25519 key (keyid = party name)",
+                    "description": "RFC 9421 signature, party's Ed25519 key (keyid = party name)",
                 }
             },
         },
@@ -89,7 +89,9 @@ def _operation(route: Route) -> dict[str, Any]:
     if route.request is not None:
         operation["requestBody"] = {
             "required": True,
-            "content": {"application/json": {"schema": {"$ref": _REF.format(model=route.request.__name__)}}},
+            "content": {
+                "application/json": {"schema": {"$ref": _REF.format(model=route.request.__name__)}}
+            },
         }
     params = [
         {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
@@ -97,7 +99,11 @@ def _operation(route: Route) -> dict[str, Any]:
     ]
     if route.path in ("/v1/inbox", "/v1/outbox"):
         params.append(
-            {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500}}
+            {
+                "name": "limit",
+                "in": "query",
+                "schema": {"type": "integer", "minimum": 1, "maximum": 500},
+            }
         )
     if params:
         operation["parameters"] = params
@@ -112,7 +118,9 @@ def _error_responses(route: Route) -> dict[str, Any]:
     return {
         str(status): {
             "description": "Problem: " + ", ".join(f"`{c}`" for c in sorted(set(codes))),
-            "content": {"application/problem+json": {"schema": {"$ref": _REF.format(model="Problem")}}},
+            "content": {
+                "application/problem+json": {"schema": {"$ref": _REF.format(model="Problem")}}
+            },
         }
         for status, codes in sorted(by_status.items())
     }
@@ -165,7 +173,9 @@ def api_markdown() -> str:
             required = set(schema.get("required", []))
             lines += ["| field | type | required |", "|---|---|---|"]
             for field, spec in props.items():
-                lines.append(f"| `{field}` | {_type_of(spec)} | {'yes' if field in required else 'no'} |")
+                lines.append(
+                    f"| `{field}` | {_type_of(spec)} | {'yes' if field in required else 'no'} |"
+                )
             lines.append("")
         if "enum" in schema:
             lines += ["One of: " + ", ".join(f"`{v}`" for v in schema["enum"]), ""]

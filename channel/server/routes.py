@@ -93,7 +93,7 @@ class Route:
 
 
 async def health(call: Call) -> Reply:
-    from channel import __version__  # noqa: PLC0415
+    from channel import __version__
 
     return Health(status="ok", version=__version__)
 
@@ -160,50 +160,93 @@ _MOVE = (UnknownLetter, Forbidden, InvalidTransition, LetterExpired, InvalidName
 
 ROUTES: tuple[Route, ...] = (
     Route("GET", "/healthz", health, "Liveness", Health, signed=False),
-    Route("GET", "/v1/courier", courier_key, "The courier's receipt-signing key", CourierKey, signed=False),
     Route(
-        "POST", "/v1/parties", register,
+        "GET",
+        "/v1/courier",
+        courier_key,
+        "The courier's receipt-signing key",
+        CourierKey,
+        signed=False,
+    ),
+    Route(
+        "POST",
+        "/v1/parties",
+        register,
         "Register a party's public keys (signed with the key being registered)",
-        PartyRecord, RegisterRequest, signed=False, status=201,
+        PartyRecord,
+        RegisterRequest,
+        signed=False,
+        status=201,
         errors=(InvalidName, RegistrationClosed, NameTaken, Unauthenticated, Replayed),
     ),
     Route(
-        "GET", "/v1/parties/{name}", party, "A party's public keys and fingerprint",
-        PartyRecord, signed=False, errors=(UnknownParty, InvalidName),
+        "GET",
+        "/v1/parties/{name}",
+        party,
+        "A party's public keys and fingerprint",
+        PartyRecord,
+        signed=False,
+        errors=(UnknownParty, InvalidName),
     ),
     Route(
-        "POST", "/v1/letters", send,
+        "POST",
+        "/v1/letters",
+        send,
         "Send a sealed letter (idempotent on the letter id: a re-send returns the same receipt)",
-        Receipt, SealedLetter, status=201,
+        Receipt,
+        SealedLetter,
+        status=201,
         errors=(InvalidLetter, UnknownParty, Forbidden, LetterIdConflict, PayloadTooLarge),
     ),
     Route(
-        "GET", "/v1/inbox", inbox,
-        "Envelopes addressed to you, newest first; listing records `delivered`", LetterList,
+        "GET",
+        "/v1/inbox",
+        inbox,
+        "Envelopes addressed to you, newest first; listing records `delivered`",
+        LetterList,
     ),
     Route("GET", "/v1/outbox", outbox, "Envelopes you sent, newest first", LetterList),
     Route(
-        "GET", _LETTER, status, "A letter's envelope, state and whole receipt chain (sender or recipient)",
-        LetterStatus, errors=(UnknownLetter, InvalidName),
+        "GET",
+        _LETTER,
+        status,
+        "A letter's envelope, state and whole receipt chain (sender or recipient)",
+        LetterStatus,
+        errors=(UnknownLetter, InvalidName),
     ),
     Route(
-        "POST", f"{_LETTER}/open", open_letter,
-        "Open a letter: releases the ciphertext to its recipient, once", OpenedLetter, OpenRequest,
+        "POST",
+        f"{_LETTER}/open",
+        open_letter,
+        "Open a letter: releases the ciphertext to its recipient, once",
+        OpenedLetter,
+        OpenRequest,
         errors=_MOVE,
     ),
     Route(
-        "POST", f"{_LETTER}/return", return_letter,
+        "POST",
+        f"{_LETTER}/return",
+        return_letter,
         "Return a letter unopened: the ciphertext is never released, the sealed letter goes back",
-        ReceiptList, ReturnRequest, errors=_MOVE,
+        ReceiptList,
+        ReturnRequest,
+        errors=_MOVE,
     ),
     Route(
-        "POST", f"{_LETTER}/withdraw", withdraw, "Withdraw a letter you sent, while unopened",
-        ReceiptList, errors=_MOVE,
+        "POST",
+        f"{_LETTER}/withdraw",
+        withdraw,
+        "Withdraw a letter you sent, while unopened",
+        ReceiptList,
+        errors=_MOVE,
     ),
     Route(
-        "GET", f"{_LETTER}/returned", returned,
+        "GET",
+        f"{_LETTER}/returned",
+        returned,
         "The sealed letter back in its sender's hands, byte for byte, with its receipts",
-        ReturnedLetter, errors=(UnknownLetter, InvalidTransition, InvalidName),
+        ReturnedLetter,
+        errors=(UnknownLetter, InvalidTransition, InvalidName),
     ),
 )
 

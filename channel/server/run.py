@@ -54,9 +54,9 @@ def serve(settings: Settings) -> None:
         if settings.workers > 1:
             context = multiprocessing.get_context("spawn")
             for _ in range(settings.workers - 1):
-                child = context.Process(target=_worker, args=(settings, redis_url), daemon=True)
-                child.start()
-                children.append(child)
+                worker = context.Process(target=_worker, args=(settings, redis_url), daemon=True)
+                worker.start()
+                children.append(worker)
         asyncio.run(_run(settings, redis_url, key, announce=True, sweeper=True))
     finally:
         for child in children:

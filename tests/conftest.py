@@ -1,0 +1,140 @@
+"""Real parts only: a redis-server on a free port in a temp dir, the courier on a real socket,
+driven by the real client. No mocks, no fakeredis."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from channel.client import Client
+from channel.embedded import EmbeddedRedis
+from channel.seal import PartyKeys
+from channel.server.app import COURIER, create_app
+from channel.settings import Settings
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
+    """One redis-server for the whole session, the same binary the embedded courier uses."""
+    server = EmbeddedRedis(tmp_path_factory.mktemp("redis"), port=free_port(), fsync="everysec")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def redis(redis_server: EmbeddedRedis) -> AsyncIterator[aioredis.Redis]:
+    """A raw connection for inspecting the store; the database is flushed before each test."""
+    client = aioredis.Redis.from_url(redis_server.url)
+    await client.flushdb()
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def courier_key() -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.generate()
+
+
+CourierFactory = Callable[..., Awaitable[str]]
+
+
+@pytest.fixture
+async def start_courier(
+    redis: aioredis.Redis,
+    redis_server: EmbeddedRedis,
+    courier_key: Ed25519PrivateKey,
+    tmp_path: Path,
+) -> AsyncIterator[CourierFactory]:
+    """Start couriers on real sockets (several may share the Redis); returns each base URL."""
+    runners: list[web.AppRunner] = []
+
+    async def start(**overrides: object) -> str:
+        options: dict[str, object] = {"open_registration": True, "data_dir": tmp_path, "port": 0}
+        options.update(overrides)
+        app = create_app(Settings(**options), redis_server.url, courier_key)  # type: ignore[arg-type]
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        runners.append(runner)
+        return f"http://127.0.0.1:{runner.addresses[0][1]}"
+
+    yield start
+    for runner in runners:
+        await runner.cleanup()
+
+
+@pytest.fixture
+async def courier_url(start_courier: CourierFactory) -> str:
+    """An open-registration courier."""
+    return await start_courier()
+
+
+@pytest.fixture
+async def client(courier_url: str) -> AsyncIterator[Client]:
+    """An anonymous client; use `party()` for signed ones."""
+    async with Client(courier_url) as anonymous:
+        yield anonymous
+
+
+PartyFactory = Callable[[str], Awaitable[Client]]
+
+
+@pytest.fixture
+async def party(client: Client) -> PartyFactory:
+    """Create and register a party, returning a client acting as it."""
+
+    async def make(name: str) -> Client:
+        acting = client.as_party(PartyKeys.generate(name))
+        await acting.register()
+        return acting
+
+    return make
+
+
+@pytest.fixture
+async def director(party: PartyFactory) -> Client:
+    return await party("us.cia.director")
+
+
+@pytest.fixture
+async def quds(party: PartyFactory) -> Client:
+    return await party("ir.irgc.quds")
+
+
+async def store_snapshot(redis: aioredis.Redis) -> dict[bytes, object]:
+    """Every key and its value, to prove a refused request changed nothing."""
+    snapshot: dict[bytes, object] = {}
+    async for key in redis.scan_iter(count=1000):
+        kind = await redis.type(key)
+        if kind == b"string":
+            snapshot[key] = await redis.get(key)
+        elif kind == b"hash":
+            snapshot[key] = await redis.hgetall(key)
+        elif kind == b"list":
+            snapshot[key] = await redis.lrange(key, 0, -1)
+        elif kind == b"set":
+            snapshot[key] = await redis.smembers(key)
+        elif kind == b"zset":
+            snapshot[key] = await redis.zrange(key, 0, -1, withscores=True)
+    return snapshot
+
+
+def nonce_free(snapshot: dict[bytes, object]) -> dict[bytes, object]:
+    """A snapshot without request nonces (every signed request, even a refused one, uses one)."""
+    return {k: v for k, v in snapshot.items() if b":nonce:" not in k}
+
+
+__all__ = ["COURIER", "CourierFactory", "PartyFactory", "free_port", "nonce_free", "store_snapshot"]
