@@ -183,13 +183,13 @@ class Courier:
             raise InvalidLetter("the letter is sealed to a key that is not the recipient's")
         now = self._clock()
         self._check_times(env, now)
-        routed = await self.store.recipient_of(sender, env.id)
-        if routed is not None and routed != env.recipient:
-            raise LetterIdConflict(f"you already sent letter {env.id} to another party")
         receipt = sign_receipt(
             self._key, letter_id=env.id, seq=0, event=State.ACCEPTED, at=now, envelope_sha256=digest
         )
         sent_ms = to_millis(env.sent_at)
+        filed = await self.store.reserve_outbox(sender, env.id, env.recipient, sent_ms)
+        if filed == "other":
+            raise LetterIdConflict(f"you already sent letter {env.id} to another party")
         created = await self.store.create_letter(
             letter_id=env.id,
             sender=sender,
@@ -204,8 +204,9 @@ class Courier:
             receipt_hash=receipt.chain_hash(),
         )
         if created.outcome == "conflict":
+            if filed == "new":
+                await self.store.release_outbox(sender, env.id)
             raise LetterIdConflict(f"a different letter was already sent as {env.id}")
-        await self.store.file_outbox(sender, env.id, env.recipient, sent_ms)
         if created.outcome == "exists":
             return Receipt.model_validate_json(created.receipt), False
         log.info("letter_accepted", letter_id=env.id, sender=sender, recipient=env.recipient)

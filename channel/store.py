@@ -4,7 +4,8 @@ Key layout (docs/store.md explains it). Every key carries a hash tag, so each sc
 single Redis Cluster slot. A party's tag is its name: its registration, invitations, nonces,
 inbox, outbox and every letter addressed to it live in one slot, so accepting a letter (letter,
 receipt, inbox entry, deadline) is one atomic script. The one step that spans two parties, filing
-the letter in the sender's outbox, is a second idempotent script that a retried send repeats.
+the letter in the sender's outbox, runs first as its own idempotent script (a retried send
+repeats it); readers skip outbox entries whose letter does not exist (yet).
 
     bc:{P}:party            hash    P's public keys and registration time
     bc:{P}:invite           string  sha256 of P's one-time invitation token (expires)
@@ -86,7 +87,14 @@ class Store:
         self._redis = client
         self._scripts: dict[str, AsyncScript] = {
             name: client.register_script(_lua(name))
-            for name in ("create_letter", "transition", "file_outbox", "register", "snapshot")
+            for name in (
+                "create_letter",
+                "transition",
+                "reserve_outbox",
+                "release_outbox",
+                "register",
+                "snapshot",
+            )
         }
 
     @classmethod
@@ -180,9 +188,17 @@ class Store:
         outcome, stored = await self._run("create_letter", keys, [*args, receipt, receipt_hash])
         return CreateResult(outcome.decode(), stored or b"")
 
-    async def file_outbox(self, sender: str, letter_id: str, recipient: str, sent_ms: int) -> None:
+    async def reserve_outbox(
+        self, sender: str, letter_id: str, recipient: str, sent_ms: int
+    ) -> Literal["new", "same", "other"]:
         keys = [_party(sender, "sent"), _party(sender, "outbox")]
-        await self._run("file_outbox", keys, [letter_id, recipient, sent_ms])
+        outcome: bytes = await self._run("reserve_outbox", keys, [letter_id, recipient, sent_ms])
+        return outcome.decode()  # type: ignore[return-value]
+
+    async def release_outbox(self, sender: str, letter_id: str) -> None:
+        await self._run(
+            "release_outbox", [_party(sender, "sent"), _party(sender, "outbox")], [letter_id]
+        )
 
     async def recipient_of(self, sender: str, letter_id: str) -> str | None:
         """The recipient of a letter `sender` sent, or None if `sender` sent no such letter."""

@@ -1,0 +1,229 @@
+"""`make bench`: figures for the courier, printed, never asserted.
+
+Starts `channel serve` (embedded Redis, appendfsync always) in a temp dir and measures:
+  1. full sends/s: authenticated (RFC 9421), sealed, receipted; requests are prepared beforehand
+     in another process so that the load generator's own crypto does not compete with the server;
+  2. send latency p50/p99 at half the measured rate (open loop);
+  3. send → inbox → open latency p50/p99 through the typed client;
+  4. Redis memory per queued 1 KB letter;
+  5. `channel --help` start-up time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+
+import aiohttp
+import redis.asyncio as aioredis
+
+from channel.client import Client
+from channel.httpsig import sign_request
+from channel.seal import PartyKeys
+
+BODY_1K = "x" * 1024
+
+
+@contextmanager
+def courier(workers: int, fsync: str) -> Iterator[tuple[str, str]]:
+    """A real `channel serve` process; yields (base URL, Redis URL)."""
+    data = Path(tempfile.mkdtemp(prefix="bench-"))
+    command = [
+        sys.executable, "-m", "channel", "serve", "--port", "0" if workers == 1 else str(_free_port()),
+        "--data-dir", str(data), "--open-registration", "--workers", str(workers),
+        "--log-level", "warning",
+    ]
+    env = os.environ | {"CHANNEL_FSYNC": fsync}
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        match = re.search(r"(http://\S+)", line)
+        if not match:
+            raise SystemExit(f"the courier did not start: {line!r}")
+        time.sleep(0.5 * workers)  # let the other workers bind the port
+        yield match.group(1), f"unix://{data}/redis/redis.sock"
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+        shutil.rmtree(data, ignore_errors=True)
+
+
+def _free_port() -> int:
+    import socket  # noqa: PLC0415
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def register_pairs(base: str, pairs: int) -> list[tuple[PartyKeys, PartyKeys]]:
+    out = []
+    async with Client(base) as anonymous:
+        for i in range(pairs):
+            sender = PartyKeys.generate(f"bench.sender-{i}")
+            recipient = PartyKeys.generate(f"bench.recipient-{i}")
+            await anonymous.as_party(sender).register()
+            await anonymous.as_party(recipient).register()
+            out.append((sender, recipient))
+    return out
+
+
+def prepare_sends(base: str, pairs: list[tuple[PartyKeys, PartyKeys]], count: int) -> list[tuple[bytes, dict[str, str]]]:
+    """Sealed letters with their signed request headers, ready to POST."""
+
+    async def build() -> list[tuple[bytes, dict[str, str]]]:
+        url = f"{base}/v1/letters"
+        prepared = []
+        async with Client(base) as anonymous:
+            clients = [anonymous.as_party(s) for s, _ in pairs]
+            for i in range(count):
+                sender_client = clients[i % len(pairs)]
+                recipient = pairs[i % len(pairs)][1]
+                sealed = await sender_client.seal(recipient.name, BODY_1K, expires_in=timedelta(days=1))
+                body = sealed.model_dump_json(exclude_none=True).encode()
+                sender = pairs[i % len(pairs)][0]
+                headers = sign_request(sender.name, sender.signing, "POST", url, body)
+                headers["Content-Type"] = "application/json"
+                prepared.append((body, headers))
+        return prepared
+
+    return asyncio.run(build())
+
+
+async def fire(base: str, prepared: list[tuple[bytes, dict[str, str]]], concurrency: int, rate: float | None) -> tuple[float, list[float], int]:
+    """POST every prepared send; closed loop at `concurrency`, or open loop at `rate` per second."""
+    url = f"{base}/v1/letters"
+    latencies: list[float] = []
+    failures = 0
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def one(body: bytes, headers: dict[str, str]) -> None:
+            nonlocal failures
+            start = time.perf_counter()
+            async with session.post(url, data=body, headers=headers) as reply:
+                await reply.read()
+                if reply.status != 201:
+                    failures += 1
+            latencies.append(time.perf_counter() - start)
+
+        started = time.perf_counter()
+        if rate is None:
+            queue = iter(prepared)
+
+            async def worker() -> None:
+                for body, headers in queue:
+                    await one(body, headers)
+
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+        else:
+            tasks = []
+            for i, (body, headers) in enumerate(prepared):
+                delay = started + i / rate - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                tasks.append(asyncio.create_task(one(body, headers)))
+            await asyncio.gather(*tasks)
+        elapsed = time.perf_counter() - started
+    return elapsed, latencies, failures
+
+
+async def round_trips(base: str, rounds: int) -> list[float]:
+    """send → inbox → open through the typed client, one at a time."""
+    async with Client(base) as anonymous:
+        sender = anonymous.as_party(PartyKeys.generate("bench.rt-sender"))
+        recipient = anonymous.as_party(PartyKeys.generate("bench.rt-recipient"))
+        await sender.register()
+        await recipient.register()
+        await sender.courier_key()
+        await recipient.courier_key()
+        times = []
+        for _ in range(rounds):
+            start = time.perf_counter()
+            sealed, _ = await sender.send_letter("bench.rt-recipient", BODY_1K)
+            await recipient.inbox(limit=1)
+            await recipient.open_letter(sealed.envelope.id)
+            times.append(time.perf_counter() - start)
+        return times
+
+
+async def memory_per_letter(base: str, redis_url: str, letters: int) -> tuple[float, float]:
+    """Bytes of Redis memory per queued letter: with its request nonce, and the letter alone."""
+    redis = aioredis.Redis.from_url(redis_url)
+    async with Client(base) as anonymous:
+        sender = anonymous.as_party(PartyKeys.generate("bench.mem-sender"))
+        await sender.register()
+        await anonymous.as_party(PartyKeys.generate("bench.mem-recipient")).register()
+        sealed = [await sender.seal("bench.mem-recipient", BODY_1K) for _ in range(letters)]
+        before = (await redis.info("memory"))["used_memory"]
+        for letter in sealed:
+            await sender.send(letter)
+        with_nonces = (await redis.info("memory"))["used_memory"]
+        # A request nonce lives for two minutes after each request; it is not the letter's.
+        async for key in redis.scan_iter(match="bc:{bench.mem-sender}:nonce:*", count=1000):
+            await redis.delete(key)
+        letters_only = (await redis.info("memory"))["used_memory"]
+    await redis.aclose()
+    return (with_nonces - before) / letters, (letters_only - before) / letters
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * p))]
+
+
+def cli_startup(runs: int = 10) -> float:
+    channel = Path(sys.executable).with_name("channel")
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run([str(channel), "--help"], check=True, capture_output=True)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sends", type=int, default=6000)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--fsync", default="always", choices=["always", "everysec"])
+    args = parser.parse_args()
+
+    print(f"Backchannel bench: {os.cpu_count()} cores, {args.workers} courier workers, appendfsync {args.fsync}")
+    with courier(args.workers, args.fsync) as (base, redis_url):
+        pairs = asyncio.run(register_pairs(base, 16))
+        prepared = prepare_sends(base, pairs, args.sends)
+        elapsed, latencies, failures = asyncio.run(fire(base, prepared, args.concurrency, None))
+        rate = len(prepared) / elapsed
+        print(f"full sends/s (closed loop, {args.concurrency} connections): {rate:,.0f}  "
+              f"p50 {percentile(latencies, .5) * 1000:.2f} ms  p99 {percentile(latencies, .99) * 1000:.2f} ms"
+              f"  failures {failures}")
+        half = prepare_sends(base, pairs, min(args.sends, int(rate / 2 * 3)))
+        elapsed, latencies, failures = asyncio.run(fire(base, half, args.concurrency, rate / 2))
+        print(f"send latency at {rate / 2:,.0f}/s (open loop): p50 {percentile(latencies, .5) * 1000:.2f} ms"
+              f"  p99 {percentile(latencies, .99) * 1000:.2f} ms  failures {failures}")
+        trips = asyncio.run(round_trips(base, 300))
+        print(f"send → inbox → open (typed client, sequential): p50 {percentile(trips, .5) * 1000:.2f} ms"
+              f"  p99 {percentile(trips, .99) * 1000:.2f} ms")
+        with_nonce, alone = asyncio.run(memory_per_letter(base, redis_url, 2000))
+        print(f"Redis memory per queued 1 KB letter: {alone / 1024:.2f} KB "
+              f"({with_nonce / 1024:.2f} KB while its request nonce is remembered)")
+    print(f"channel --help start-up (median of 10): {cli_startup() * 1000:.0f} ms")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,15 @@
+-- File a letter in its sender's outbox (the sender's slot) before it is created in the
+-- recipient's slot, refusing a letter id the sender already used for another recipient.
+-- KEYS[1] sent hash (letter id -> recipient)   KEYS[2] outbox zset
+-- ARGV[1] letter id   ARGV[2] recipient   ARGV[3] sent (ms)
+-- Returns "new" (filed now) | "same" (already filed for this recipient) | "other" (refused)
+local existing = redis.call('HGET', KEYS[1], ARGV[1])
+if existing then
+  if existing == ARGV[2] then
+    return 'same'
+  end
+  return 'other'
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+return 'new'
