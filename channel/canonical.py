@@ -16,6 +16,7 @@ from typing import Any
 
 TIMESTAMP_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$"
 ZERO_HASH = "0" * 64
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def canonical_json(value: Mapping[str, Any]) -> bytes:
@@ -41,7 +42,12 @@ def parse_time(text: str) -> datetime:
 
 
 def to_millis(text: str) -> int:
-    return int(parse_time(text).timestamp() * 1000)
+    return millis(parse_time(text))
+
+
+def millis(moment: datetime) -> int:
+    """Milliseconds since the epoch, in integer arithmetic (float timestamps round wrongly)."""
+    return (moment - _EPOCH) // timedelta(milliseconds=1)
 
 
 def now_utc() -> datetime:

@@ -17,7 +17,7 @@ import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from channel import lifecycle
-from channel.canonical import format_time, now_utc, parse_time, sha256_hex, to_millis
+from channel.canonical import format_time, millis, now_utc, parse_time, sha256_hex, to_millis
 from channel.errors import (
     BadRequest,
     Forbidden,
@@ -204,13 +204,24 @@ class Courier:
             receipt_hash=receipt.chain_hash(),
         )
         if created.outcome == "conflict":
-            if filed == "new":
-                await self.store.release_outbox(sender, env.id)
+            await self._release_unless_ours(filed, sender, env)
             raise LetterIdConflict(f"a different letter was already sent as {env.id}")
         if created.outcome == "exists":
             return Receipt.model_validate_json(created.receipt), False
         log.info("letter_accepted", letter_id=env.id, sender=sender, recipient=env.recipient)
         return receipt, True
+
+    async def _release_unless_ours(self, filed: str, sender: str, env: Envelope) -> None:
+        """Undo our outbox entry, unless the letter holding the id is ours after all.
+
+        A concurrent send of another sealing of the same id by the same sender may have created
+        the letter using the entry this send filed; the entry is right for it and must stay.
+        """
+        if filed != "new":
+            return
+        existing = await self.store.letter(env.recipient, env.id)
+        if existing is None or existing.sender != sender:
+            await self.store.release_outbox(sender, env.id)
 
     def _check_times(self, env: Envelope, now: datetime) -> None:
         sent, expires = parse_time(env.sent_at), parse_time(env.expires_at)
@@ -303,7 +314,7 @@ class Courier:
 
     async def sweep(self, limit: int = 200) -> int:
         """Expire every letter past its deadline; returns how many were expired now."""
-        now_ms = int(self._clock().timestamp() * 1000)
+        now_ms = millis(self._clock())
         expired = 0
         for party in await self.store.party_names():
             for letter_id in await self.store.due_ids(party, now_ms, limit):
@@ -437,7 +448,7 @@ class Courier:
         return fresh
 
     def _now_ms(self) -> int:
-        return int(self._clock().timestamp() * 1000)
+        return millis(self._clock())
 
 
 def _advanced(

@@ -126,14 +126,12 @@ class EmbeddedRedis:
         raise StoreUnavailable("redis-server did not start in time")
 
     def _answers_ping(self) -> bool:
+        family = socket.AF_INET if self.port is not None else socket.AF_UNIX
+        address = ("127.0.0.1", self.port) if self.port is not None else str(self.socket_path)
         try:
-            if self.port is not None:
-                sock = socket.create_connection(("127.0.0.1", self.port), timeout=0.5)
-            else:
-                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            with socket.socket(family, socket.SOCK_STREAM) as sock:
                 sock.settimeout(0.5)
-                sock.connect(str(self.socket_path))
-            with sock:
+                sock.connect(address)
                 sock.sendall(b"PING\r\n")
                 return sock.recv(64).startswith(b"+PONG")
         except OSError:

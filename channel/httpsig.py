@@ -2,8 +2,9 @@
 
 Every party request is signed with the party's Ed25519 key over the method, path, query and an
 RFC 9530 Content-Digest of the body, with `created`, `keyid` (the party name), `alg`, a random
-`nonce` and the tag `backchannel`. The courier accepts a signature for `WINDOW` seconds after it
-was created and remembers each nonce for longer than that, so a request can never be replayed.
+`nonce` and the tag `backchannel`. The courier accepts a signature up to `WINDOW` after it was
+created (plus `CLOCK_SKEW` either way for clocks that disagree) and remembers each nonce for longer
+than that, so a request can never be replayed.
 """
 
 from __future__ import annotations

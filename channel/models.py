@@ -29,9 +29,13 @@ def _b64decode(value: Any) -> bytes:
     if not isinstance(value, str):
         raise ValueError("expected a base64 string")
     try:
-        return base64.b64decode(value, validate=True)
+        decoded = base64.b64decode(value, validate=True)
     except binascii.Error as exc:
         raise ValueError("invalid base64") from exc
+    # One encoding per value: refuse non-zero padding bits, so signed bytes have a single spelling.
+    if base64.b64encode(decoded).decode("ascii") != value:
+        raise ValueError("non-canonical base64")
+    return decoded
 
 
 def b64(data: bytes) -> str:

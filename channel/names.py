@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import os
 import re
 import time
@@ -30,8 +29,19 @@ def check_letter_id(letter_id: str) -> str:
     return letter_id
 
 
-def new_letter_id(now: float | None = None) -> str:
+# Crockford's base32 alphabet is in ASCII order, so ids sort as their numbers do.
+_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
+
+
+def new_letter_id() -> str:
     """A 26-character id that sorts by creation time: 48 bits of milliseconds, 80 random bits."""
-    millis = int((time.time() if now is None else now) * 1000)
-    raw = millis.to_bytes(6, "big") + os.urandom(10)
-    return base64.b32encode(raw).decode("ascii").lower().rstrip("=")
+    return letter_id_from(time.time_ns() // 1_000_000, os.urandom(10))
+
+
+def letter_id_from(millis: int, random: bytes) -> str:
+    number = int.from_bytes(millis.to_bytes(6, "big") + random[:10], "big")
+    digits = []
+    for _ in range(26):
+        number, digit = divmod(number, 32)
+        digits.append(_ALPHABET[digit])
+    return "".join(reversed(digits))

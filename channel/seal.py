@@ -20,8 +20,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from pydantic import ValidationError
 
+from channel import lifecycle
 from channel.canonical import ZERO_HASH, format_time, sha256_hex
-from channel.errors import IntegrityError, InvalidLetter
+from channel.errors import IntegrityError, InvalidLetter, InvalidTransition
 from channel.lifecycle import SIGNED_BY_RECIPIENT, State
 from channel.models import (
     Decision,
@@ -267,14 +268,27 @@ def verify_chain(
     if not receipts:
         raise IntegrityError("the letter has no receipts")
     digest = envelope.digest()
-    prev = ZERO_HASH
+    prev, state, at = ZERO_HASH, None, ""
     for seq, receipt in enumerate(receipts):
-        problem = _receipt_problem(receipt, seq, prev, envelope, digest, courier_key, recipient_key)
+        problem = _receipt_problem(
+            receipt, seq, prev, envelope, digest, courier_key, recipient_key
+        ) or _order_problem(receipt, state, at)
         if problem:
             raise IntegrityError(f"receipt {seq} ({receipt.event.value}): {problem}")
-        prev = receipt.chain_hash()
-    if receipts[0].event is not State.ACCEPTED:
-        raise IntegrityError("receipt 0 is not an 'accepted' receipt")
+        prev, state, at = receipt.chain_hash(), receipt.event, receipt.at
+
+
+def _order_problem(receipt: Receipt, state: State | None, at: str) -> str | None:
+    """The lifecycle rules a chain must follow, whoever signed it."""
+    if state is None:
+        return None if receipt.event is State.ACCEPTED else "a chain must start with 'accepted'"
+    try:
+        lifecycle.apply(state, receipt.event)
+    except InvalidTransition:
+        return f"a letter that is {state.value} cannot become {receipt.event.value}"
+    if receipt.at < at:  # fixed-width UTC timestamps compare as text
+        return "it is dated before the receipt it follows"
+    return None
 
 
 def _receipt_problem(
@@ -292,7 +306,12 @@ def _receipt_problem(
         return "the chain is broken (a receipt was removed, reordered or altered)"
     if not verify_signature(courier_key, receipt.signature, CTX_RECEIPT, receipt.body_bytes()):
         return "the courier's signature does not verify"
-    if receipt.event in SIGNED_BY_RECIPIENT:
+    if receipt.event not in SIGNED_BY_RECIPIENT:
+        if receipt.recipient_signature is not None:
+            return "it carries a recipient signature it cannot have"
+        if receipt.reason is not None:
+            return "it carries a reason it cannot have"
+    else:
         if receipt.recipient_signature is None:
             return "the recipient's signature is missing"
         decision = decision_for(receipt.event, envelope, receipt.reason)

@@ -1,9 +1,10 @@
 """The Store: the only module that speaks to Redis. It owns every key name and every Lua script.
 
-Key layout (docs/store.md explains it). Every key carries a hash tag, so each script touches a
-single Redis Cluster slot. A party's tag is its name: its registration, invitations, nonces,
-inbox, outbox and every letter addressed to it live in one slot, so accepting a letter (letter,
-receipt, inbox entry, deadline) is one atomic script. The one step that spans two parties, filing
+Key layout (docs/store.md explains it). Every key a script touches carries a hash tag, so each
+script touches a single Redis Cluster slot (`bc:parties` is only used by single-key commands).
+A party's tag is its name: its registration, invitations, nonces, inbox, outbox and every letter
+addressed to it live in one slot, so accepting a letter (letter, receipt, inbox entry, deadline)
+is one atomic script. The one step that spans two parties, filing
 the letter in the sender's outbox, runs first as its own idempotent script (a retried send
 repeats it); readers skip outbox entries whose letter does not exist (yet).
 
@@ -133,12 +134,14 @@ class Store:
         admission: Admission,
         invite_hash: str = "",
     ) -> Registration:
-        # The directory entry goes first: a name listed without a record is harmless to the sweeper.
-        await self._call("SADD", PARTIES_KEY, name)
         keys = [_party(name, "party"), _party(name, "invite")]
         args = [signing_key, encryption_key, registered_at, admission, invite_hash]
-        outcome: bytes = await self._run("register", keys, args)
-        return outcome.decode()  # type: ignore[return-value]
+        outcome: Registration = (await self._run("register", keys, args)).decode()
+        if outcome in ("created", "exists"):
+            # Listed after the record exists (and again on every idempotent re-registration, which
+            # repairs a crash between the two), so only registered names reach the sweeper.
+            await self._call("SADD", PARTIES_KEY, name)
+        return outcome
 
     async def get_party(self, name: str) -> StoredParty | None:
         fields = await self._call(

@@ -23,8 +23,8 @@ from unittest import mock
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
-from channel import httpsig, lifecycle, seal
-from channel.canonical import ZERO_HASH, format_time, sha256_hex
+from channel import httpsig, lifecycle, names, seal
+from channel.canonical import ZERO_HASH, format_time, millis, sha256_hex
 from channel.lifecycle import State
 from channel.models import Precedence, Receipt, ReturnRequest, SealedLetter, SignedContent
 from channel.seal import PartyKeys, party_fingerprint, raw_private, raw_public
@@ -65,9 +65,7 @@ def courier_key() -> Ed25519PrivateKey:
 
 def letter_id(sent_at: datetime) -> str:
     """Built like names.new_letter_id, with the 80 random bits replaced by fixed ones."""
-    millis = int(sent_at.timestamp()) * 1000 + sent_at.microsecond // 1000
-    raw = millis.to_bytes(6, "big") + seed("letter id")[:10]
-    return base64.b32encode(raw).decode("ascii").lower().rstrip("=")
+    return names.letter_id_from(millis(sent_at), seed("letter id")[:10])
 
 
 class ReplayingSuite:
@@ -194,7 +192,7 @@ def letter_record(letter: SealedLetter, plaintext: bytes) -> dict[str, Any]:
     info = seal.hpke_info(env.id, env.sender, env.recipient)
     return {
         "id": env.id,
-        "id_millis": int.from_bytes(base64.b32decode(env.id.upper() + "======")[:6], "big"),
+        "id_millis": millis(SENT_AT),
         "id_random_hex": seed("letter id")[:10].hex(),
         "content": text_record(signed.content.signable()),
         "content_signature_hex": signed.signature.hex(),
