@@ -345,10 +345,10 @@ class Courier:
 
     async def _touch(self, record: LetterRecord, *, deliver: bool = False) -> LetterRecord:
         """Enforce the deadline on any contact; on an inbox listing also record delivery."""
+        if self._overdue(record):
+            return await self._advance(record, State.EXPIRED)
         if lifecycle.is_terminal(record.state):
             return record
-        if self._now_ms() >= record.expires_ms:
-            return await self._advance(record, State.EXPIRED)
         if deliver and record.state is State.ACCEPTED:
             try:
                 return await self._advance(record, State.DELIVERED)
@@ -367,13 +367,15 @@ class Courier:
     ) -> LetterRecord:
         """Apply `event` with compare-and-set on the chain head, re-reading on a lost race."""
         for _ in range(_CAS_ATTEMPTS):
-            if (
-                event is not State.EXPIRED
-                and not lifecycle.is_terminal(record.state)
-                and (self._now_ms() >= record.expires_ms)
-            ):
-                await self._advance(record, State.EXPIRED)
-                raise LetterExpired("the letter passed its deadline and went back to its sender")
+            if event is State.EXPIRED and lifecycle.is_terminal(record.state):
+                return record  # it ended some other way (or another process expired it) first
+            if event is not State.EXPIRED and self._overdue(record):
+                record = await self._advance(record, State.EXPIRED)
+                if record.state is State.EXPIRED:
+                    raise LetterExpired(
+                        "the letter passed its deadline and went back to its sender"
+                    )
+                continue
             events = lifecycle.steps(record.state, event)
             receipts = self._chain(record, events, reason, recipient_signature)
             result = await self.store.transition(
@@ -446,6 +448,9 @@ class Courier:
         if fresh is None:
             raise UnknownLetter(f"no letter {record.id}")
         return fresh
+
+    def _overdue(self, record: LetterRecord) -> bool:
+        return not lifecycle.is_terminal(record.state) and self._now_ms() >= record.expires_ms
 
     def _now_ms(self) -> int:
         return millis(self._clock())
