@@ -22,6 +22,7 @@ from channel.canonical import now_utc
 from channel.errors import (
     ChannelError,
     IntegrityError,
+    InvalidLetter,
     KeyringError,
     ServerUnreachable,
     error_from_problem,
@@ -51,12 +52,14 @@ from channel.models import (
 from channel.names import check_letter_id, check_party_name, new_letter_id
 from channel.seal import (
     PartyKeys,
+    check_sealed,
     decision_for,
     open_letter,
     party_fingerprint,
     seal_letter,
     sign_decision,
     verify_chain,
+    verify_seal,
 )
 
 M = TypeVar("M", bound=Wire)
@@ -112,9 +115,8 @@ class Client:
         return await self._call("GET", "/healthz", Health, signed=False)
 
     async def courier_key(self) -> CourierKey:
-        key = await self._call("GET", "/v1/courier", CourierKey, signed=False)
-        self._courier_key = key.signing_key
-        return key
+        """What the courier says its key is (receipts are checked against `trust_courier`'s)."""
+        return await self._call("GET", "/v1/courier", CourierKey, signed=False)
 
     async def register(self, invite: str | None = None) -> PartyRecord:
         keys = self.me.public()
@@ -129,12 +131,13 @@ class Client:
         return await self._call("POST", "/v1/letters", Receipt, letter, retry=True)
 
     async def inbox(self, limit: int = 100) -> list[LetterSummary]:
-        return (await self._call("GET", f"/v1/inbox?limit={limit}", LetterList, retry=True)).letters
+        """Envelopes addressed to you, each seal checked: the courier cannot forge who or when."""
+        reply = await self._call("GET", f"/v1/inbox?limit={limit}", LetterList, retry=True)
+        return await self._checked(reply.letters)
 
     async def outbox(self, limit: int = 100) -> list[LetterSummary]:
-        return (
-            await self._call("GET", f"/v1/outbox?limit={limit}", LetterList, retry=True)
-        ).letters
+        reply = await self._call("GET", f"/v1/outbox?limit={limit}", LetterList, retry=True)
+        return await self._checked(reply.letters)
 
     async def status(self, letter_id: str) -> LetterStatus:
         path = f"/v1/letters/{check_letter_id(letter_id)}"
@@ -211,9 +214,13 @@ class Client:
 
     async def send_letter(self, to: str, body: str, **options: Any) -> tuple[SealedLetter, Receipt]:
         sealed = await self.seal(to, body, **options)
+        return sealed, await self.send_sealed(sealed)
+
+    async def send_sealed(self, sealed: SealedLetter) -> Receipt:
+        """Send a letter sealed beforehand (keep a copy first) and check its `accepted` receipt."""
         receipt = await self.send(sealed)
         await self._check_receipts(sealed, [receipt])
-        return sealed, receipt
+        return receipt
 
     async def open_letter(self, letter_id: str) -> tuple[SignedContent, OpenedLetter]:
         """Open a letter addressed to you: sign the decision, decrypt, verify sender and chain."""
@@ -233,11 +240,44 @@ class Client:
         await self._verify_chain(status.envelope.recipient, status, receipts)
         return receipts
 
-    async def verified_status(self, letter_id: str) -> LetterStatus:
-        """The status, with its receipt chain checked against keys this client trusts."""
+    async def withdraw_letter(self, letter_id: str) -> list[Receipt]:
+        """Withdraw a letter you sent, and check the receipt chain that comes back."""
         status = await self.status(letter_id)
+        receipts = await self.withdraw(letter_id)
+        await self._verify_chain(status.envelope.recipient, status, receipts)
+        return receipts
+
+    async def returned_letter(self, letter_id: str) -> ReturnedLetter:
+        """A letter back from the courier, checked: your own seal intact, the chain verified."""
+        back = await self.returned(letter_id)
+        try:
+            check_sealed(back.letter, self.me.public().signing_key)
+        except InvalidLetter as exc:
+            raise IntegrityError(
+                f"the returned letter {letter_id} was altered: {exc.detail}"
+            ) from None
+        await self._check_receipts(back.letter, back.receipts)
+        return back
+
+    async def verified_status(self, letter_id: str) -> LetterStatus:
+        """The status, with its seal and receipt chain checked against keys this client trusts."""
+        status = await self.status(letter_id)
+        sender = await self.public_keys(status.envelope.sender)
+        if not verify_seal(status.envelope, status.seal, sender.signing_key):
+            raise IntegrityError(f"letter {letter_id}: the seal is not {status.envelope.sender}'s")
         await self._verify_chain(status.envelope.recipient, status, status.receipts)
         return status
+
+    async def _checked(self, letters: list[LetterSummary]) -> list[LetterSummary]:
+        for letter in letters:
+            sender = await self.public_keys(letter.sender)
+            if letter.envelope.id != letter.id or not verify_seal(
+                letter.envelope, letter.seal, sender.signing_key
+            ):
+                raise IntegrityError(
+                    f"letter {letter.id}: the envelope is not sealed by {letter.sender}"
+                )
+        return letters
 
     async def _check_receipts(self, letter: SealedLetter, receipts: list[Receipt]) -> None:
         recipient = await self.public_keys(letter.envelope.recipient)
@@ -261,8 +301,7 @@ class Client:
 
     async def _courier_signing_key(self) -> bytes:
         if self._courier_key is None:
-            await self.courier_key()
-        assert self._courier_key is not None
+            self._courier_key = (await self.courier_key()).signing_key
         return self._courier_key
 
     # --- transport -----------------------------------------------------------------------------
@@ -321,4 +360,6 @@ def _problem(status: int, payload: bytes) -> ChannelError:
 def _why(exc: BaseException) -> str:
     if isinstance(exc, asyncio.TimeoutError):
         return "timed out"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return exc.os_error.strerror or str(exc.os_error)
     return str(exc) or type(exc).__name__

@@ -68,6 +68,14 @@ INVITE_TTL_SECONDS = 7 * 24 * 3600
 _CAS_ATTEMPTS = 8
 
 
+async def mint_invite(store: Store, name: str, ttl_seconds: int = INVITE_TTL_SECONDS) -> str:
+    """Mint a one-time invitation; only its hash is stored, the token is shown once."""
+    check_party_name(name)
+    token = secrets.token_urlsafe(24)
+    await store.add_invite(name, hashlib.sha256(token.encode()).hexdigest(), ttl_seconds)
+    return token
+
+
 @dataclass(frozen=True)
 class Located:
     record: LetterRecord
@@ -148,11 +156,7 @@ class Courier:
         return await self.party_record(request.name), outcome == "created"
 
     async def invite(self, name: str, ttl_seconds: int = INVITE_TTL_SECONDS) -> str:
-        """Mint a one-time invitation; only its hash is stored, the token is shown once."""
-        check_party_name(name)
-        token = secrets.token_urlsafe(24)
-        await self.store.add_invite(name, hashlib.sha256(token.encode()).hexdigest(), ttl_seconds)
-        return token
+        return await mint_invite(self.store, name, ttl_seconds)
 
     async def authenticate(self, view: RequestView, body: bytes) -> str:
         """The party that signed this request. Raises Unauthenticated or Replayed."""
@@ -189,7 +193,7 @@ class Courier:
         sent_ms = to_millis(env.sent_at)
         filed = await self.store.reserve_outbox(sender, env.id, env.recipient, sent_ms)
         if filed == "other":
-            raise LetterIdConflict(f"you already sent letter {env.id} to another party")
+            raise LetterIdConflict(f"the letter id {env.id} is already used by one of your letters")
         created = await self.store.create_letter(
             letter_id=env.id,
             sender=sender,

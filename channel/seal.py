@@ -168,6 +168,11 @@ def check_sealed(letter: SealedLetter, sender_signing_key: bytes) -> str:
     return sha256_hex(signable)
 
 
+def verify_seal(envelope: Envelope, seal: bytes, sender_signing_key: bytes) -> bool:
+    """Is `seal` the sender's signature over this envelope? (Needs no ciphertext.)"""
+    return verify_signature(sender_signing_key, seal, CTX_ENVELOPE, envelope.signable())
+
+
 def open_letter(
     letter: SealedLetter, recipient: PartyKeys, sender_signing_key: bytes
 ) -> SignedContent:

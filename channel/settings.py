@@ -33,7 +33,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(DEFAULT_PORT, ge=0, le=65535)
     data_dir: Path = Field(default_factory=default_data_dir)
-    redis_url: SecretStr | None = Field(None, alias="CHANNEL_REDIS_URL")
+    redis_url: SecretStr | None = None
     open_registration: bool = False
     directory: Path | None = None
     workers: int = Field(1, ge=1, le=64)

@@ -186,6 +186,7 @@ class Store:
             _party(recipient, f"receipts:{letter_id}"),
             _party(recipient, "inbox"),
             _party(recipient, "due"),
+            _party(recipient, "sent"),
         ]
         args = [letter_id, digest, envelope, seal, ciphertext, sender, sent_ms, expires_ms]
         outcome, stored = await self._run("create_letter", keys, [*args, receipt, receipt_hash])
@@ -194,7 +195,11 @@ class Store:
     async def reserve_outbox(
         self, sender: str, letter_id: str, recipient: str, sent_ms: int
     ) -> Literal["new", "same", "other"]:
-        keys = [_party(sender, "sent"), _party(sender, "outbox")]
+        keys = [
+            _party(sender, "sent"),
+            _party(sender, "outbox"),
+            _party(sender, f"letter:{letter_id}"),
+        ]
         outcome: bytes = await self._run("reserve_outbox", keys, [letter_id, recipient, sent_ms])
         return outcome.decode()  # type: ignore[return-value]
 

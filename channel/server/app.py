@@ -180,8 +180,9 @@ async def problems(
         response = _problem(
             PayloadTooLarge("the request body is larger than the courier accepts"), request
         )
-    except web.HTTPMethodNotAllowed:
+    except web.HTTPMethodNotAllowed as exc:
         response = _problem(MethodNotAllowed(f"{request.method} is not allowed here"), request)
+        response.headers["Allow"] = exc.headers.get("Allow", "")
     except web.HTTPNotFound:
         response = _problem(NotFound(f"no such path: {request.path}"), request)
     except web.HTTPException as exc:

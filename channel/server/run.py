@@ -26,11 +26,19 @@ from channel.settings import Settings
 COURIER_KEY_FILE = "courier.key"
 
 
+def read_courier_key(data_dir: Path) -> Ed25519PrivateKey | None:
+    path = data_dir / COURIER_KEY_FILE
+    if not path.exists():
+        return None
+    return Ed25519PrivateKey.from_private_bytes(path.read_bytes())
+
+
 def load_courier_key(data_dir: Path) -> Ed25519PrivateKey:
     """The courier's receipt-signing key: generated on first start, kept 0600 in the data dir."""
+    existing = read_courier_key(data_dir)
+    if existing is not None:
+        return existing
     path = data_dir / COURIER_KEY_FILE
-    if path.exists():
-        return Ed25519PrivateKey.from_private_bytes(path.read_bytes())
     key = Ed25519PrivateKey.generate()
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(descriptor, "wb") as handle:
