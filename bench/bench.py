@@ -41,9 +41,19 @@ def courier(workers: int, fsync: str) -> Iterator[tuple[str, str]]:
     """A real `channel serve` process; yields (base URL, Redis URL)."""
     data = Path(tempfile.mkdtemp(prefix="bench-"))
     command = [
-        sys.executable, "-m", "channel", "serve", "--port", "0" if workers == 1 else str(_free_port()),
-        "--data-dir", str(data), "--open-registration", "--workers", str(workers),
-        "--log-level", "warning",
+        sys.executable,
+        "-m",
+        "channel",
+        "serve",
+        "--port",
+        "0" if workers == 1 else str(_free_port()),
+        "--data-dir",
+        str(data),
+        "--open-registration",
+        "--workers",
+        str(workers),
+        "--log-level",
+        "warning",
     ]
     env = os.environ | {"CHANNEL_FSYNC": fsync}
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
@@ -62,7 +72,7 @@ def courier(workers: int, fsync: str) -> Iterator[tuple[str, str]]:
 
 
 def _free_port() -> int:
-    import socket  # noqa: PLC0415
+    import socket
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -81,7 +91,9 @@ async def register_pairs(base: str, pairs: int) -> list[tuple[PartyKeys, PartyKe
     return out
 
 
-def prepare_sends(base: str, pairs: list[tuple[PartyKeys, PartyKeys]], count: int) -> list[tuple[bytes, dict[str, str]]]:
+def prepare_sends(
+    base: str, pairs: list[tuple[PartyKeys, PartyKeys]], count: int
+) -> list[tuple[bytes, dict[str, str]]]:
     """Sealed letters with their signed request headers, ready to POST."""
 
     async def build() -> list[tuple[bytes, dict[str, str]]]:
@@ -92,7 +104,9 @@ def prepare_sends(base: str, pairs: list[tuple[PartyKeys, PartyKeys]], count: in
             for i in range(count):
                 sender_client = clients[i % len(pairs)]
                 recipient = pairs[i % len(pairs)][1]
-                sealed = await sender_client.seal(recipient.name, BODY_1K, expires_in=timedelta(days=1))
+                sealed = await sender_client.seal(
+                    recipient.name, BODY_1K, expires_in=timedelta(days=1)
+                )
                 body = sealed.model_dump_json(exclude_none=True).encode()
                 sender = pairs[i % len(pairs)][0]
                 headers = sign_request(sender.name, sender.signing, "POST", url, body)
@@ -103,7 +117,9 @@ def prepare_sends(base: str, pairs: list[tuple[PartyKeys, PartyKeys]], count: in
     return asyncio.run(build())
 
 
-async def fire(base: str, prepared: list[tuple[bytes, dict[str, str]]], concurrency: int, rate: float | None) -> tuple[float, list[float], int]:
+async def fire(
+    base: str, prepared: list[tuple[bytes, dict[str, str]]], concurrency: int, rate: float | None
+) -> tuple[float, list[float], int]:
     """POST every prepared send; closed loop at `concurrency`, or open loop at `rate` per second."""
     url = f"{base}/v1/letters"
     latencies: list[float] = []
@@ -195,6 +211,12 @@ def cli_startup(runs: int = 10) -> float:
     return statistics.median(times)
 
 
+def spread(values: list[float]) -> str:
+    return (
+        f"p50 {percentile(values, 0.5) * 1000:.2f} ms  p99 {percentile(values, 0.99) * 1000:.2f} ms"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sends", type=int, default=6000)
@@ -203,26 +225,28 @@ def main() -> None:
     parser.add_argument("--fsync", default="always", choices=["always", "everysec"])
     args = parser.parse_args()
 
-    print(f"Backchannel bench: {os.cpu_count()} cores, {args.workers} courier workers, appendfsync {args.fsync}")
+    cores, workers = os.cpu_count(), args.workers
+    print(f"Backchannel bench: {cores} cores, {workers} courier workers, appendfsync {args.fsync}")
     with courier(args.workers, args.fsync) as (base, redis_url):
         pairs = asyncio.run(register_pairs(base, 16))
         prepared = prepare_sends(base, pairs, args.sends)
         elapsed, latencies, failures = asyncio.run(fire(base, prepared, args.concurrency, None))
         rate = len(prepared) / elapsed
-        print(f"full sends/s (closed loop, {args.concurrency} connections): {rate:,.0f}  "
-              f"p50 {percentile(latencies, .5) * 1000:.2f} ms  p99 {percentile(latencies, .99) * 1000:.2f} ms"
-              f"  failures {failures}")
+        print(f"full sends/s, closed loop at {args.concurrency} connections: {rate:,.0f}")
+        print(f"  latency {spread(latencies)}  failures {failures}")
         half = prepare_sends(base, pairs, min(args.sends, int(rate / 2 * 3)))
         elapsed, latencies, failures = asyncio.run(fire(base, half, args.concurrency, rate / 2))
-        print(f"send latency at {rate / 2:,.0f}/s (open loop): p50 {percentile(latencies, .5) * 1000:.2f} ms"
-              f"  p99 {percentile(latencies, .99) * 1000:.2f} ms  failures {failures}")
+        print(
+            f"send latency, open loop at {rate / 2:,.0f}/s: {spread(latencies)}  failures {failures}"
+        )
         trips = asyncio.run(round_trips(base, 300))
-        print(f"send → inbox → open (typed client, sequential): p50 {percentile(trips, .5) * 1000:.2f} ms"
-              f"  p99 {percentile(trips, .99) * 1000:.2f} ms")
+        print(f"send → inbox → open, typed client, one at a time: {spread(trips)}")
         with_nonce, alone = asyncio.run(memory_per_letter(base, redis_url, 2000))
-        print(f"Redis memory per queued 1 KB letter: {alone / 1024:.2f} KB "
-              f"({with_nonce / 1024:.2f} KB while its request nonce is remembered)")
-    print(f"channel --help start-up (median of 10): {cli_startup() * 1000:.0f} ms")
+        print(
+            f"Redis memory per queued 1 KB letter: {alone / 1024:.2f} KB "
+            f"({with_nonce / 1024:.2f} KB while its request nonce is remembered)"
+        )
+    print(f"channel --help start-up, median of 10: {cli_startup() * 1000:.0f} ms")
 
 
 if __name__ == "__main__":

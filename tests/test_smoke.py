@@ -7,7 +7,7 @@ from channel.lifecycle import State
 
 
 async def test_letter_returned_unopened_comes_back_intact(director: Client, quds: Client) -> None:
-    """The 2017 story: the director writes, the commander returns it unopened, the chain verifies."""
+    """The 2017 story: the director writes, the commander returns it unopened, it verifies."""
     sealed, receipt = await director.send_letter("ir.irgc.quds", "We will hold you accountable.")
     assert receipt.event is State.ACCEPTED
     await quds.return_letter(sealed.envelope.id, reason="Not accepted")
