@@ -236,9 +236,7 @@ def main() -> None:
         print(f"  latency {spread(latencies)}  failures {failures}")
         half = prepare_sends(base, pairs, min(args.sends, int(rate / 2 * 3)))
         elapsed, latencies, failures = asyncio.run(fire(base, half, args.concurrency, rate / 2))
-        print(
-            f"send latency, open loop at {rate / 2:,.0f}/s: {spread(latencies)}  failures {failures}"
-        )
+        print(f"send at {rate / 2:,.0f}/s, open loop: {spread(latencies)}  failures {failures}")
         trips = asyncio.run(round_trips(base, 300))
         print(f"send → inbox → open, typed client, one at a time: {spread(trips)}")
         with_nonce, alone = asyncio.run(memory_per_letter(base, redis_url, 2000))
