@@ -266,6 +266,8 @@ class Client:
         if not verify_seal(status.envelope, status.seal, sender.signing_key):
             raise IntegrityError(f"letter {letter_id}: the seal is not {status.envelope.sender}'s")
         await self._verify_chain(status.envelope.recipient, status, status.receipts)
+        if status.receipts[-1].event is not status.state or status.id != status.envelope.id:
+            raise IntegrityError(f"letter {letter_id}: the state does not match its last receipt")
         return status
 
     async def _checked(self, letters: list[LetterSummary]) -> list[LetterSummary]:

@@ -322,14 +322,23 @@ class Courier:
         expired = 0
         for party in await self.store.party_names():
             for letter_id in await self.store.due_ids(party, now_ms, limit):
-                record = await self.store.letter(party, letter_id)
-                if record is None or lifecycle.is_terminal(record.state):
-                    continue
-                after = await self._touch(record)
-                expired += after.state is State.EXPIRED
+                expired += await self._expire_one(party, letter_id)
         if expired:
             log.info("letters_expired", count=expired)
         return expired
+
+    async def _expire_one(self, party: str, letter_id: str) -> bool:
+        """Expire one due letter; a record that cannot be read is logged and skipped, not fatal."""
+        try:
+            record = await self.store.letter(party, letter_id)
+            if record is None or lifecycle.is_terminal(record.state):
+                return False
+            return (await self._touch(record)).state is State.EXPIRED
+        except StoreUnavailable:
+            raise
+        except Exception:
+            log.exception("unreadable_letter", party=party, letter_id=letter_id)
+            return False
 
     async def _decide(
         self, record: LetterRecord, event: State, reason: str | None, signature: bytes
@@ -410,6 +419,9 @@ class Courier:
         recipient_signature: bytes | None,
     ) -> list[Receipt]:
         now, prev, seq, out = self._clock(), record.head, len(record.receipts), []
+        if record.receipts:
+            # Replicas' clocks differ a little; a chain's times must still never go backwards.
+            now = max(now, parse_time(Receipt.model_validate_json(record.receipts[-1]).at))
         for event in events:
             final = event is events[-1]
             receipt = sign_receipt(

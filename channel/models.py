@@ -11,7 +11,7 @@ import binascii
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, WithJsonSchema
 
 from channel.canonical import TIMESTAMP_PATTERN, canonical_json, sha256_hex
 from channel.lifecycle import State
@@ -42,13 +42,24 @@ def b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-B64Bytes = Annotated[
-    bytes,
-    BeforeValidator(_b64decode),
-    PlainSerializer(b64, return_type=str, when_used="json"),
+def _b64_schema(min_bytes: int = 0, max_bytes: int | None = None) -> WithJsonSchema:
+    """How base64 fields look on the wire (the bytes limits become character limits)."""
+    schema: dict[str, Any] = {"type": "string", "contentEncoding": "base64"}
+    if min_bytes:
+        schema["minLength"] = 4 * -(-min_bytes // 3)
+    if max_bytes is not None:
+        schema["maxLength"] = 4 * -(-max_bytes // 3)
+    return WithJsonSchema(schema)
+
+
+_B64 = (BeforeValidator(_b64decode), PlainSerializer(b64, return_type=str, when_used="json"))
+B64Bytes = Annotated[bytes, *_B64, _b64_schema()]
+Key32 = Annotated[bytes, *_B64, Field(min_length=32, max_length=32), _b64_schema(32, 32)]
+Signature = Annotated[bytes, *_B64, Field(min_length=64, max_length=64), _b64_schema(64, 64)]
+MAX_CIPHERTEXT_WIRE = MAX_CIPHERTEXT_BYTES + 256
+Ciphertext = Annotated[
+    bytes, *_B64, Field(max_length=MAX_CIPHERTEXT_WIRE), _b64_schema(1, MAX_CIPHERTEXT_WIRE)
 ]
-Key32 = Annotated[B64Bytes, Field(min_length=32, max_length=32)]
-Signature = Annotated[B64Bytes, Field(min_length=64, max_length=64)]
 PartyName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9.-]{2,63}$")]
 LetterId = Annotated[str, Field(pattern=LETTER_ID_PATTERN)]
 Timestamp = Annotated[str, Field(pattern=TIMESTAMP_PATTERN)]
@@ -89,7 +100,7 @@ class Envelope(Wire):
     )
     recipient_key: Sha256Hex  # sha256 of the recipient's X25519 public key sealed to
     ciphertext_sha256: Sha256Hex
-    ciphertext_size: Annotated[int, Field(ge=1, le=MAX_CIPHERTEXT_BYTES + 256)]
+    ciphertext_size: Annotated[int, Field(ge=1, le=MAX_CIPHERTEXT_WIRE)]
 
     def digest(self) -> str:
         return sha256_hex(self.signable())
@@ -100,7 +111,7 @@ class SealedLetter(Wire):
 
     envelope: Envelope
     seal: Signature
-    ciphertext: Annotated[B64Bytes, Field(max_length=MAX_CIPHERTEXT_BYTES + 256)]
+    ciphertext: Ciphertext
 
 
 class LetterContent(Wire):

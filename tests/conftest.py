@@ -3,20 +3,29 @@ driven by the real client. No mocks, no fakeredis."""
 
 from __future__ import annotations
 
+import io
+import json
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import pytest
 import redis.asyncio as aioredis
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from multidict import CIMultiDict
 
 from channel.client import Client
+from channel.courier import Courier
 from channel.embedded import EmbeddedRedis
+from channel.httpsig import sign_request
 from channel.seal import PartyKeys
-from channel.server.app import COURIER, create_app
+from channel.server.app import create_app
 from channel.settings import Settings
+from channel.store import Store
 
 
 def free_port() -> int:
@@ -137,4 +146,111 @@ def nonce_free(snapshot: dict[bytes, object]) -> dict[bytes, object]:
     return {k: v for k, v in snapshot.items() if b":nonce:" not in k}
 
 
-__all__ = ["COURIER", "CourierFactory", "PartyFactory", "free_port", "nonce_free", "store_snapshot"]
+# --- Raw HTTP and courier helpers for the API, race, security and bad-input suites ---
+
+
+Connect = Callable[[str, PartyKeys], Client]
+
+
+@pytest.fixture
+async def connect() -> AsyncIterator[Connect]:
+    """Clients for existing identities on any courier URL (e.g. a second instance); closed after."""
+    made: list[Client] = []
+
+    def make(url: str, identity: PartyKeys) -> Client:
+        made.append(Client(url, identity))
+        return made[-1]
+
+    yield make
+    for each in made:
+        await each.close()
+
+
+@pytest.fixture
+async def local_courier(
+    redis: aioredis.Redis, redis_server: EmbeddedRedis, courier_key: Ed25519PrivateKey
+) -> AsyncIterator[Courier]:
+    """A Courier object on the test Redis, outside any app: for minting invitations."""
+    store = Store.from_url(redis_server.url)
+    yield Courier(store, courier_key)
+    await store.close()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    """A plain aiohttp session for hand-made requests."""
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    content_type: str
+    headers: CIMultiDict[str]  # case-insensitive, as HTTP header names are
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+async def raw_call(
+    session: aiohttp.ClientSession,
+    method: str,
+    url: str,
+    body: bytes = b"",
+    headers: dict[str, str] | None = None,
+) -> Reply:
+    """Send exactly these bytes and headers; return status, content type, headers and body."""
+    # aiohttp warns (an error here) about large raw bodies: stream those from a buffer instead.
+    data = io.BytesIO(body) if len(body) > 1024 * 1024 else body or None
+    async with session.request(method, url, data=data, headers=headers or {}) as reply:
+        return Reply(
+            reply.status, reply.content_type, CIMultiDict(reply.headers), await reply.read()
+        )
+
+
+def signed_headers(
+    identity: PartyKeys, method: str, url: str, body: bytes = b"", **options: Any
+) -> dict[str, str]:
+    """RFC 9421 headers for one request by `identity` (options: created=, nonce=)."""
+    headers = sign_request(identity.name, identity.signing, method, url, body, **options)
+    if body:
+        headers["Content-Type"] = "application/json"
+    return headers
+
+
+async def signed_call(
+    session: aiohttp.ClientSession,
+    identity: PartyKeys,
+    method: str,
+    url: str,
+    body: bytes = b"",
+) -> Reply:
+    """A correctly signed request by `identity` with exactly this body."""
+    return await raw_call(session, method, url, body, signed_headers(identity, method, url, body))
+
+
+PROBLEM_FIELDS = {"type", "title", "status", "code", "detail"}
+
+
+def assert_problem(reply: Reply, status: int, code: str) -> dict[str, Any]:
+    """The reply is RFC 9457 problem JSON with this status and stable code."""
+    assert reply.status == status, reply.body
+    assert reply.content_type == "application/problem+json"
+    problem: dict[str, Any] = reply.json()
+    assert problem.keys() >= PROBLEM_FIELDS
+    assert problem["status"] == status
+    assert problem["code"] == code, problem
+    assert problem["type"] == f"urn:backchannel:problem:{code}"
+    assert isinstance(problem["title"], str)
+    assert isinstance(problem["detail"], str)
+    assert problem["title"]
+    assert problem["detail"]
+    return problem
+
+
+def identity(acting: Client) -> PartyKeys:
+    """The private keys a party client acts with."""
+    assert acting.identity is not None
+    return acting.identity

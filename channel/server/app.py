@@ -69,14 +69,12 @@ def _courier_context(
             retention=timedelta(days=settings.retention_days),
         )
         app[COURIER] = courier
-        if settings.directory is not None:
-            await pin_directory(courier, settings.directory)
-        task = (
-            asyncio.create_task(_sweep_forever(courier, settings.sweep_interval))
-            if sweeper
-            else None
-        )
+        task = None
         try:
+            if settings.directory is not None:
+                await pin_directory(courier, settings.directory)
+            if sweeper:
+                task = asyncio.create_task(_sweep_forever(courier, settings.sweep_interval))
             yield
         finally:
             if task is not None:
@@ -117,6 +115,9 @@ async def _sweep_forever(courier: Courier, interval: float) -> None:
             await courier.sweep()
         except ChannelError as exc:
             log.warning("sweep_failed", error=exc.detail)
+        except Exception:
+            # Deadlines must keep being enforced whatever one sweep ran into.
+            log.exception("sweep_crashed")
 
 
 def _endpoint(route: Route) -> Callable[[web.Request], Awaitable[web.Response]]:

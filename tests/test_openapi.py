@@ -1,0 +1,183 @@
+"""The OpenAPI document: valid 3.1, complete, in step with docs/api.md and with the live server."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from openapi_schema_validator import OAS31Validator
+from openapi_spec_validator import validate
+
+from channel.client import Client
+from channel.lifecycle import State
+from channel.models import OpenRequest
+from channel.seal import PartyKeys, decision_for, sign_decision
+from channel.server.openapi import api_markdown, openapi_document
+from channel.server.routes import ROUTES
+from tests.conftest import (
+    CourierFactory,
+    PartyFactory,
+    Reply,
+    identity,
+    raw_call,
+    signed_call,
+    signed_headers,
+)
+
+API_MD = Path(__file__).resolve().parent.parent / "docs" / "api.md"
+QUDS = "ir.irgc.quds"
+
+
+@pytest.fixture
+async def served(client: Client, http: aiohttp.ClientSession) -> dict[str, Any]:
+    reply = await raw_call(http, "GET", f"{client.base_url}/openapi.json")
+    assert reply.status == 200
+    assert reply.content_type == "application/json"
+    document: dict[str, Any] = reply.json()
+    return document
+
+
+async def test_served_document_is_valid_openapi_31(served: dict[str, Any]) -> None:
+    """GET /openapi.json is a valid OpenAPI 3.1 document, the same one the module builds."""
+    assert served["openapi"].startswith("3.1")
+    validate(served)  # raises on any violation of the 3.1 schema
+    assert served == openapi_document()
+
+
+async def test_every_route_is_documented(served: dict[str, Any]) -> None:
+    """Each route in the route table is an operation in the document, and nothing more."""
+    documented = {(method.upper(), path) for path, ops in served["paths"].items() for method in ops}
+    assert documented == {(route.method, route.path) for route in ROUTES}
+    for route in ROUTES:
+        operation = served["paths"][route.path][route.method.lower()]
+        assert str(route.status) in operation["responses"]
+        assert bool(operation["security"]) is route.signed
+        assert ("requestBody" in operation) is (route.request is not None)
+        params = {p["name"] for p in operation.get("parameters", []) if p["in"] == "path"}
+        assert params == set(re.findall(r"\{(\w+)\}", route.path))
+
+
+def test_api_markdown_is_up_to_date() -> None:
+    """docs/api.md is exactly what `python -m channel.server.openapi --markdown` prints."""
+    assert API_MD.read_text(encoding="utf-8") == api_markdown() + "\n"
+
+
+def _validator(document: dict[str, Any], schema: str) -> OAS31Validator:
+    return OAS31Validator(
+        {"$ref": f"#/components/schemas/{schema}", "components": document["components"]}
+    )
+
+
+async def test_problem_responses_match_the_documented_schema(
+    served: dict[str, Any], client: Client, http: aiohttp.ClientSession
+) -> None:
+    """A problem the server sends validates against the document's Problem schema."""
+    reply = await raw_call(http, "GET", f"{client.base_url}/v1/parties/nobody.here")
+    assert reply.status == 404
+    _validator(served, "Problem").validate(reply.json())
+
+
+async def test_responses_without_binary_fields_match_their_schemas(
+    served: dict[str, Any], client: Client, http: aiohttp.ClientSession
+) -> None:
+    """Health answers validate against the schema the document publishes for them."""
+    reply = await raw_call(http, "GET", f"{client.base_url}/healthz")
+    _validator(served, "Health").validate(reply.json())
+
+
+async def test_responses_with_keys_and_signatures_match_their_schemas(
+    served: dict[str, Any], client: Client, quds: Client, http: aiohttp.ClientSession
+) -> None:
+    """Responses holding base64 keys and signatures validate against their published schemas."""
+    for path, schema in ((f"/v1/parties/{QUDS}", "PartyRecord"), ("/v1/courier", "CourierKey")):
+        reply = await raw_call(http, "GET", f"{client.base_url}{path}")
+        assert reply.status == 200
+        _validator(served, schema).validate(reply.json())
+
+
+def _documents(document: dict[str, Any], method: str, path: str, reply: Reply) -> bool:
+    """Is `reply` (a problem) among the responses documented for this operation?"""
+    responses = document["paths"][path][method.lower()]["responses"]
+    listed = responses.get(str(reply.status))
+    return listed is not None and f"`{reply.json()['code']}`" in listed["description"]
+
+
+async def test_problems_the_server_sends_are_documented_for_their_route(
+    served: dict[str, Any],
+    director: Client,
+    quds: Client,
+    party: PartyFactory,
+    start_courier: CourierFactory,
+    http: aiohttp.ClientSession,
+) -> None:
+    """Each problem seen in a tour of refusals is listed, by status and code, on its operation."""
+    svr = await party("ru.svr.director")
+    sealed, _ = await director.send_letter(QUDS, "tour")
+    letter = f"/v1/letters/{sealed.envelope.id}"
+    base = director.base_url
+    me = identity(quds)
+    signature = sign_decision(me, decision_for(State.OPENED, sealed.envelope))
+    open_body = OpenRequest(signature=signature).model_dump_json().encode()
+    closed = await start_courier(open_registration=False)
+    stranger = PartyKeys.generate("gb.fco.desk")
+    register_body = stranger.public().model_dump_json().encode()
+    seen: list[tuple[str, str, Reply]] = [
+        ("GET", letter, await signed_call(http, identity(svr), "GET", f"{base}{letter}")),
+        ("GET", "/v1/inbox", await signed_call(http, me, "GET", f"{base}/v1/inbox?limit=0")),
+        (
+            "POST",
+            f"{letter}/withdraw",
+            await signed_call(http, me, "POST", f"{base}{letter}/withdraw"),
+        ),
+        (
+            "GET",
+            f"{letter}/returned",
+            await signed_call(http, identity(director), "GET", f"{base}{letter}/returned"),
+        ),
+        (
+            "POST",
+            f"{letter}/open",
+            await signed_call(http, me, "POST", f"{base}{letter}/open", open_body),
+        ),
+        (
+            "POST",
+            f"{letter}/open",
+            await signed_call(http, me, "POST", f"{base}{letter}/open", open_body),
+        ),
+        (
+            "POST",
+            "/v1/letters",
+            await signed_call(http, identity(director), "POST", f"{base}/v1/letters", b"{"),
+        ),
+        ("GET", "/v1/parties/{name}", await raw_call(http, "GET", f"{base}/v1/parties/X")),
+        (
+            "GET",
+            "/v1/parties/{name}",
+            await raw_call(http, "GET", f"{base}/v1/parties/nobody.here"),
+        ),
+        (
+            "POST",
+            "/v1/parties",
+            await raw_call(
+                http,
+                "POST",
+                f"{closed}/v1/parties",
+                register_body,
+                signed_headers(stranger, "POST", f"{closed}/v1/parties", register_body),
+            ),
+        ),
+        ("GET", "/v1/outbox", await raw_call(http, "GET", f"{base}/v1/outbox")),
+    ]
+    expected = [404, 400, 403, 409, 200, 409, 400, 400, 404, 403, 401]
+    assert [reply.status for _, _, reply in seen] == expected
+    templated = {r.path: r.path for r in ROUTES}
+    for method, path, reply in seen:
+        if reply.status == 200:
+            continue
+        template = templated.get(path) or next(
+            r.path for r in ROUTES if re.fullmatch(re.sub(r"\{\w+\}", "[^/]+", r.path), path)
+        )
+        assert _documents(served, method, template, reply), (method, template, reply.json())
