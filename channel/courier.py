@@ -32,7 +32,7 @@ from channel.errors import (
     UnknownLetter,
     UnknownParty,
 )
-from channel.httpsig import NONCE_TTL_MS, RequestView, signer_of, verify_request
+from channel.httpsig import NONCE_TTL_MS, RequestView, SignedBy, UnresolvedKey, verify_request
 from channel.lifecycle import Actor, State
 from channel.models import (
     ChainKeys,
@@ -65,6 +65,7 @@ log = structlog.get_logger("channel.courier")
 MAX_DEADLINE = timedelta(days=366)
 MAX_CLOCK_AHEAD = timedelta(minutes=5)
 INVITE_TTL_SECONDS = 7 * 24 * 3600
+_REPLAYED = "this request was already received (its nonce was used)"
 _CAS_ATTEMPTS = 8
 
 
@@ -158,25 +159,37 @@ class Courier:
     async def invite(self, name: str, ttl_seconds: int = INVITE_TTL_SECONDS) -> str:
         return await mint_invite(self.store, name, ttl_seconds)
 
-    async def authenticate(self, view: RequestView, body: bytes) -> str:
-        """The party that signed this request. Raises Unauthenticated or Replayed."""
-        name = signer_of(view.headers.items())
+    async def authenticate(self, view: RequestView, body: bytes) -> SignedBy:
+        """Who signed this request; its nonce is not claimed yet (see `claim`)."""
         try:
-            keys = await self.party(name)
-        except (UnknownParty, BadRequest):
-            raise UnknownParty(
-                f"the request is signed as {name!r}, which is not registered"
-            ) from None
-        signed = verify_request(view, body, name, keys.signing_key)
-        if not await self.store.claim_nonce(name, signed.nonce, NONCE_TTL_MS):
-            raise Replayed("this request was already received (its nonce was used)")
-        return name
+            return verify_request(view, body, self._cached_signing_key)
+        except UnresolvedKey as unresolved:
+            try:
+                await self.party(unresolved.party)
+            except (UnknownParty, BadRequest):
+                raise UnknownParty(
+                    f"the request is signed as {unresolved.party!r}, which is not registered"
+                ) from None
+            return verify_request(view, body, self._cached_signing_key)
+
+    async def claim(self, signed: SignedBy) -> None:
+        """Remember the request's nonce; raises Replayed if it was used before."""
+        if not await self.store.claim_nonce(signed.party, signed.nonce, NONCE_TTL_MS):
+            raise Replayed(_REPLAYED)
+
+    def _cached_signing_key(self, name: str) -> bytes | None:
+        keys = self._parties.get(name)
+        return keys.signing_key if keys is not None else None
 
     # --- sending -------------------------------------------------------------------------------
 
-    async def send(self, sender: str, letter: SealedLetter) -> tuple[Receipt, bool]:
-        """Accept a letter; returns its `accepted` receipt and whether it was new."""
-        env = letter.envelope
+    async def send(self, signed: SignedBy, letter: SealedLetter) -> tuple[Receipt, bool]:
+        """Accept a letter; returns its `accepted` receipt and whether it was new.
+
+        The request's nonce is claimed by the same script that files the sender's outbox entry:
+        one round trip (and one fsync) fewer on the service's hottest path.
+        """
+        sender, env = signed.party, letter.envelope
         if env.sender != sender:
             raise Forbidden("you can only send letters sealed in your own name")
         if env.recipient == sender:
@@ -191,7 +204,11 @@ class Courier:
             self._key, letter_id=env.id, seq=0, event=State.ACCEPTED, at=now, envelope_sha256=digest
         )
         sent_ms = to_millis(env.sent_at)
-        filed = await self.store.reserve_outbox(sender, env.id, env.recipient, sent_ms)
+        filed = await self.store.reserve_outbox(
+            sender, env.id, env.recipient, sent_ms, nonce=signed.nonce, nonce_ttl_ms=NONCE_TTL_MS
+        )
+        if filed == "replayed":
+            raise Replayed(_REPLAYED)
         if filed == "other":
             raise LetterIdConflict(f"the letter id {env.id} is already used by one of your letters")
         created = await self.store.create_letter(

@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import datetime
 import os
-from collections.abc import Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
-import http_sf
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from http_message_signatures import (
     HTTPMessageSigner,
@@ -30,6 +28,7 @@ from channel.errors import Unauthenticated
 TAG = "backchannel"
 LABEL = "party"
 COVERED = ("@method", "@path", "@query", "content-digest")
+_COVERED_IDS = frozenset(f'"{component}"' for component in COVERED)
 WINDOW = datetime.timedelta(seconds=60)
 CLOCK_SKEW = datetime.timedelta(seconds=30)
 # A nonce must be remembered for as long as its signature could still be accepted.
@@ -51,15 +50,40 @@ class SignedBy:
     nonce: str
 
 
-class _OneKey(HTTPSignatureKeyResolver):
-    def __init__(self, key_id: str, key: Ed25519PrivateKey | Ed25519PublicKey) -> None:
-        self.key_id, self.key = key_id, key
+class UnresolvedKey(Unauthenticated):
+    """The request names a party whose key the verifier does not have (yet)."""
 
-    def resolve_private_key(self, key_id: str) -> Ed25519PrivateKey | Ed25519PublicKey:
+    def __init__(self, party: str) -> None:
+        super().__init__(f"no key is known for the request's signer {party!r}")
+        self.party = party
+
+
+KeyLookup = Callable[[str], bytes | None]
+
+
+class _OneKey(HTTPSignatureKeyResolver):
+    """Signing: the one private key of the party that signs."""
+
+    def __init__(self, key: Ed25519PrivateKey) -> None:
+        self.key = key
+
+    def resolve_private_key(self, key_id: str) -> Ed25519PrivateKey:
         return self.key
 
-    def resolve_public_key(self, key_id: str) -> Ed25519PrivateKey | Ed25519PublicKey | None:
-        return self.key if key_id == self.key_id else None
+
+class _Lookup(HTTPSignatureKeyResolver):
+    """Verifying: keys from the caller's (in-memory) lookup, noting a keyid it lacks."""
+
+    def __init__(self, lookup: KeyLookup) -> None:
+        self.lookup = lookup
+        self.missing: str | None = None
+
+    def resolve_public_key(self, key_id: str) -> Ed25519PublicKey | None:
+        raw = self.lookup(key_id)
+        if raw is None:
+            self.missing = key_id
+            return None
+        return Ed25519PublicKey.from_public_bytes(raw)
 
 
 class _Verifier(HTTPMessageVerifier):
@@ -78,9 +102,7 @@ def sign_request(
 ) -> dict[str, str]:
     """The headers (Content-Digest, Signature-Input, Signature) that authenticate a request."""
     view = RequestView(method.upper(), url, {})
-    signer = HTTPMessageSigner(
-        signature_algorithm=algorithms.ED25519, key_resolver=_OneKey(party, key)
-    )
+    signer = HTTPMessageSigner(signature_algorithm=algorithms.ED25519, key_resolver=_OneKey(key))
     signer.sign(
         view,
         key_id=party,
@@ -94,42 +116,28 @@ def sign_request(
     return view.headers
 
 
-def signer_of(headers: Iterable[tuple[str, str]]) -> str:
-    """The party a request claims to be signed by (its `keyid`), before anything is verified."""
-    value = next((v for k, v in headers if k.lower() == "signature-input"), None)
-    if value is None:
+def verify_request(view: RequestView, body: bytes, lookup: KeyLookup) -> SignedBy:
+    """Check a request's signature; the signer's key comes from `lookup(keyid)`.
+
+    Raises Unauthenticated with the reason, or UnresolvedKey when `lookup` lacks the signer's key
+    (load it and call again).
+    """
+    if not any(name.lower() == "signature-input" for name in view.headers):
         raise Unauthenticated("the request is not signed (no Signature-Input header)")
-    try:
-        parsed: Any = http_sf.parse(value.encode("ascii"), tltype="dictionary")
-        keyid = parsed[LABEL][1]["keyid"]
-    except Exception:  # the parser raises several unrelated types; all mean "malformed"
-        raise Unauthenticated(
-            f"the Signature-Input header has no '{LABEL}' signature with a keyid"
-        ) from None
-    if not isinstance(keyid, str):
-        raise Unauthenticated("the signature's keyid is not a string")
-    return keyid
-
-
-def verify_request(view: RequestView, body: bytes, party: str, signing_key: bytes) -> SignedBy:
-    """Check a request's signature by `party`; raise Unauthenticated with the reason if it fails."""
-    verifier = _Verifier(
-        signature_algorithm=algorithms.ED25519,
-        key_resolver=_OneKey(party, Ed25519PublicKey.from_public_bytes(signing_key)),
-    )
+    resolver = _Lookup(lookup)
+    verifier = _Verifier(signature_algorithm=algorithms.ED25519, key_resolver=resolver)
     try:
         (result,) = verifier.verify(
-            view,
-            max_age=WINDOW,
-            expect_tag=TAG,
-            expect_label=LABEL,
-            require_components=COVERED,
-            body=body,
+            view, max_age=WINDOW, expect_tag=TAG, expect_label=LABEL, body=body
         )
     except (HTTPMessageSignaturesException, ValueError) as exc:
+        if resolver.missing is not None:
+            raise UnresolvedKey(resolver.missing) from None
         reason = str(exc) or "it does not verify with the party's key"
         raise Unauthenticated(f"the request signature is not valid: {reason}") from None
+    if not result.covered_components.keys() >= _COVERED_IDS:
+        raise Unauthenticated(f"the request signature must cover {', '.join(COVERED)}")
     nonce = result.parameters.get("nonce")
     if not isinstance(nonce, str) or not 16 <= len(nonce) <= 64:
         raise Unauthenticated("the request signature carries no usable nonce")
-    return SignedBy(party, nonce)
+    return SignedBy(str(result.parameters["keyid"]), nonce)

@@ -193,14 +193,23 @@ class Store:
         return CreateResult(outcome.decode(), stored or b"")
 
     async def reserve_outbox(
-        self, sender: str, letter_id: str, recipient: str, sent_ms: int
-    ) -> Literal["new", "same", "other"]:
+        self,
+        sender: str,
+        letter_id: str,
+        recipient: str,
+        sent_ms: int,
+        *,
+        nonce: str,
+        nonce_ttl_ms: int,
+    ) -> Literal["new", "same", "other", "replayed"]:
         keys = [
             _party(sender, "sent"),
             _party(sender, "outbox"),
             _party(sender, f"letter:{letter_id}"),
+            _party(sender, f"nonce:{nonce}"),
         ]
-        outcome: bytes = await self._run("reserve_outbox", keys, [letter_id, recipient, sent_ms])
+        args = [letter_id, recipient, sent_ms, nonce_ttl_ms]
+        outcome: bytes = await self._run("reserve_outbox", keys, args)
         return outcome.decode()  # type: ignore[return-value]
 
     async def release_outbox(self, sender: str, letter_id: str) -> None:

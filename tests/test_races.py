@@ -23,6 +23,7 @@ from channel.errors import (
     LetterIdConflict,
     NameTaken,
 )
+from channel.httpsig import SignedBy
 from channel.lifecycle import TERMINAL, State
 from channel.models import LetterStatus, Receipt, RegisterRequest, SealedLetter
 from channel.names import new_letter_id
@@ -328,7 +329,7 @@ async def test_chain_from_couriers_with_slightly_different_clocks_verifies(
             sent_at=now_utc() - timedelta(seconds=1),
             expires_at=now_utc() + timedelta(days=1),
         )
-        await first.send(DIRECTOR, sealed)
+        await first.send(SignedBy(DIRECTOR, "n" * 32), sealed)
         await second.inbox(QUDS, 10)  # delivered by the instance whose clock is behind
         status = await first.status(DIRECTOR, sealed.envelope.id)
         assert [r.event for r in status.receipts] == [State.ACCEPTED, State.DELIVERED]

@@ -351,9 +351,16 @@ async def test_nonce_is_claimed_once_and_expires(store: Store, redis: aioredis.R
 async def test_outbox_reservation(store: Store) -> None:
     """An id is reserved for one recipient (`same` again, `other` elsewhere); release undoes it."""
     letter_id = "4" * 26
-    assert await store.reserve_outbox(DIRECTOR, letter_id, QUDS, 1000) == "new"
-    assert await store.reserve_outbox(DIRECTOR, letter_id, QUDS, 1000) == "same"
-    assert await store.reserve_outbox(DIRECTOR, letter_id, "ru.svr.director", 1000) == "other"
+
+    async def reserve(recipient: str, nonce: str) -> str:
+        return await store.reserve_outbox(
+            DIRECTOR, letter_id, recipient, 1000, nonce=nonce * 32, nonce_ttl_ms=120_000
+        )
+
+    assert await reserve(QUDS, "a") == "new"
+    assert await reserve(QUDS, "b") == "same"
+    assert await reserve("ru.svr.director", "c") == "other"
+    assert await reserve(QUDS, "a") == "replayed"
     assert await store.recipient_of(DIRECTOR, letter_id) == QUDS
     assert await store.outbox_ids(DIRECTOR, 10) == [(letter_id, QUDS)]
     await store.release_outbox(DIRECTOR, letter_id)

@@ -32,7 +32,7 @@ from channel.canonical import ZERO_HASH, parse_time, sha256_hex
 from channel.courier import Courier
 from channel.embedded import EmbeddedRedis
 from channel.errors import IntegrityError, Unauthenticated
-from channel.httpsig import RequestView, sign_request, verify_request
+from channel.httpsig import RequestView, SignedBy, sign_request, verify_request
 from channel.lifecycle import State
 from channel.models import (
     Envelope,
@@ -558,7 +558,7 @@ def verify_vector(
 ) -> bool:
     body = utf8(REQUEST["body"]) if body is None else body
     view = courier_view(dict(REQUEST["headers"] if headers is None else headers), path)
-    signed = verify_request(view, body, REQUEST["party"], public("recipient"))
+    signed = verify_request(view, body, {REQUEST["party"]: public("recipient")}.get)
     return signed.nonce == REQUEST["nonce"]
 
 
@@ -707,7 +707,7 @@ async def test_courier_issues_the_recorded_receipts(
         courier = Courier(store, courier_key(), clock=lambda: now[0])
         for keys in (sender, recipient):
             await courier.register(RegisterRequest(**keys.public().model_dump()), pinned=True)
-        accepted, created_now = await courier.send(sender.name, sealed())
+        accepted, created_now = await courier.send(SignedBy(sender.name, "n" * 32), sealed())
         now[0] = at("returned_at")
         chain = await courier.return_unopened(
             recipient.name,

@@ -127,11 +127,13 @@ def _endpoint(route: Route) -> Callable[[web.Request], Awaitable[web.Response]]:
         view = RequestView(
             request.method, f"http://courier{request.raw_path}", dict(request.headers)
         )
-        party = await courier.authenticate(view, raw) if route.signed else ""
-        if party:
-            structlog.contextvars.bind_contextvars(party=party)
+        signed = await courier.authenticate(view, raw) if route.signed else None
+        if signed is not None:
+            structlog.contextvars.bind_contextvars(party=signed.party)
+            if not route.claims_nonce:
+                await courier.claim(signed)
         body = _parse(route.request, raw) if route.request is not None else None
-        call = Call(courier, party, body, request.match_info, request.query, view, raw)
+        call = Call(courier, signed, body, request.match_info, request.query, view, raw)
         if "letter_id" in request.match_info:
             structlog.contextvars.bind_contextvars(letter_id=request.match_info["letter_id"])
         reply = await route.handler(call)

@@ -28,7 +28,7 @@ from channel.errors import (
     UnknownLetter,
     UnknownParty,
 )
-from channel.httpsig import NONCE_TTL_MS, RequestView, verify_request
+from channel.httpsig import RequestView, SignedBy, UnresolvedKey, verify_request
 from channel.models import (
     CourierKey,
     Health,
@@ -55,12 +55,18 @@ class Call:
     """Everything a handler may use: the courier, the authenticated party and the parsed body."""
 
     courier: Courier
-    party: str  # "" on unsigned routes
+    signed: SignedBy | None  # None on unsigned routes
     body: Any
     path: Mapping[str, str]
     query: Mapping[str, str]
     view: RequestView
     raw: bytes
+
+    @property
+    def party(self) -> str:
+        if self.signed is None:
+            raise AssertionError("an unsigned route asked for its party")
+        return self.signed.party
 
     def letter_id(self) -> str:
         return check_letter_id(self.path["letter_id"])
@@ -88,6 +94,7 @@ class Route:
     response: type[Wire]
     request: type[Wire] | None = None
     signed: bool = True
+    claims_nonce: bool = False  # the handler claims the request's nonce in its own script
     status: int = 200
     errors: tuple[type[ChannelError], ...] = field(default=())
 
@@ -106,9 +113,11 @@ async def register(call: Call) -> Reply:
     request: RegisterRequest = call.body
     check_party_name(request.name)
     # Proof of possession: the request must be signed by the signing key being registered.
-    signed = verify_request(call.view, call.raw, request.name, request.signing_key)
-    if not await call.courier.store.claim_nonce(request.name, signed.nonce, NONCE_TTL_MS):
-        raise Replayed("this request was already received (its nonce was used)")
+    try:
+        signed = verify_request(call.view, call.raw, {request.name: request.signing_key}.get)
+    except UnresolvedKey:
+        raise Unauthenticated("a registration must be signed by the key it registers") from None
+    await call.courier.claim(signed)
     record, created = await call.courier.register(request)
     return record, 201 if created else 200
 
@@ -118,7 +127,8 @@ async def party(call: Call) -> Reply:
 
 
 async def send(call: Call) -> Reply:
-    receipt, created = await call.courier.send(call.party, call.body)
+    assert call.signed is not None
+    receipt, created = await call.courier.send(call.signed, call.body)
     return receipt, 201 if created else 200
 
 
@@ -196,6 +206,7 @@ ROUTES: tuple[Route, ...] = (
         Receipt,
         SealedLetter,
         status=201,
+        claims_nonce=True,
         errors=(InvalidLetter, UnknownParty, Forbidden, LetterIdConflict, PayloadTooLarge),
     ),
     Route(
