@@ -13,8 +13,8 @@ repeats it); readers skip outbox entries whose letter does not exist (yet).
     bc:{P}:nonce:N          string  a request nonce P used (expires after the auth window)
     bc:{P}:inbox            zset    letter ids addressed to P, scored by sent time (ms)
     bc:{P}:due              zset    P's unfinished letters, scored by deadline (ms)
-    bc:{P}:letter:ID        hash    envelope, seal, ciphertext, state, chain head of letter ID to P
-    bc:{P}:receipts:ID      list    the signed receipts of letter ID to P, in order
+    bc:{P}:letter:ID        hash    envelope, seal, ciphertext, state, chain head and the signed
+                                    receipts (fields r:0, r:1, ...) of letter ID to P
     bc:{P}:outbox           zset    letter ids P sent, scored by sent time (ms)
     bc:{P}:sent             hash    letter id -> recipient, for P's letters
     bc:parties              set     every registered name (the sweeper walks it)
@@ -183,13 +183,24 @@ class Store:
     ) -> CreateResult:
         keys = [
             _party(recipient, f"letter:{letter_id}"),
-            _party(recipient, f"receipts:{letter_id}"),
             _party(recipient, "inbox"),
             _party(recipient, "due"),
             _party(recipient, "sent"),
         ]
-        args = [letter_id, digest, envelope, seal, ciphertext, sender, sent_ms, expires_ms]
-        outcome, stored = await self._run("create_letter", keys, [*args, receipt, receipt_hash])
+        # Digests and chain hashes are stored as raw bytes: half the size of their hex.
+        args = [
+            letter_id,
+            bytes.fromhex(digest),
+            envelope,
+            seal,
+            ciphertext,
+            sender,
+            sent_ms,
+            expires_ms,
+            receipt,
+            bytes.fromhex(receipt_hash),
+        ]
+        outcome, stored = await self._run("create_letter", keys, args)
         return CreateResult(outcome.decode(), stored or b"")
 
     async def reserve_outbox(
@@ -225,10 +236,7 @@ class Store:
     async def letter(
         self, recipient: str, letter_id: str, *, with_ciphertext: bool = False
     ) -> LetterRecord | None:
-        keys = [
-            _party(recipient, f"letter:{letter_id}"),
-            _party(recipient, f"receipts:{letter_id}"),
-        ]
+        keys = [_party(recipient, f"letter:{letter_id}")]
         raw = await self._run("snapshot", keys, ["1" if with_ciphertext else "0"])
         return _record(letter_id, recipient, raw) if raw else None
 
@@ -245,16 +253,12 @@ class Store:
         release: bool,
         retention_ms: int,
     ) -> TransitionResult:
-        keys = [
-            _party(recipient, f"letter:{letter_id}"),
-            _party(recipient, f"receipts:{letter_id}"),
-            _party(recipient, "due"),
-        ]
+        keys = [_party(recipient, f"letter:{letter_id}"), _party(recipient, "due")]
         args = [
             letter_id,
-            expected_head,
+            bytes.fromhex(expected_head),
             new_state.value,
-            new_head,
+            bytes.fromhex(new_head),
             "1" if terminal else "0",
             "1" if release else "0",
             retention_ms,
@@ -280,10 +284,7 @@ class Store:
             return []
         pipe: Pipeline = self._redis.pipeline(transaction=False)
         for recipient, letter_id in pairs:
-            keys = [
-                _party(recipient, f"letter:{letter_id}"),
-                _party(recipient, f"receipts:{letter_id}"),
-            ]
+            keys = [_party(recipient, f"letter:{letter_id}")]
             await self._scripts["snapshot"](keys=keys, args=["0"], client=pipe)
         try:
             results = await pipe.execute()
@@ -322,11 +323,11 @@ def _record(letter_id: str, recipient: str, raw: list[bytes]) -> LetterRecord:
         recipient=recipient,
         sender=sender.decode(),
         state=State(state.decode()),
-        head=head.decode(),
+        head=head.hex(),
         expires_ms=int(exp),
         envelope=env,
         seal=seal,
-        digest=digest.decode(),
+        digest=digest.hex(),
         ciphertext=ciphertext or None,
         receipts=receipts,
     )

@@ -44,12 +44,12 @@ def _tag(key: bytes) -> bytes:
 async def test_letter_keys_share_the_recipients_slot(
     director: Client, quds: Client, redis: aioredis.Redis
 ) -> None:
-    """A letter's keys, its receipts and the recipient's inbox and deadlines are in one slot."""
+    """A letter (its receipts inside it) and the recipient's inbox and deadlines share one slot."""
     sealed, _ = await director.send_letter(QUDS, "one slot")
     letter_id = sealed.envelope.id.encode()
     keys = [k async for k in redis.scan_iter(count=1000)]
     of_letter = [k for k in keys if letter_id in k and b"{" + QUDS.encode() + b"}" in k]
-    assert len(of_letter) == 2  # the letter hash and its receipts list
+    assert len(of_letter) == 1  # the letter hash holds its receipts (fields r:0, r:1, ...)
     inbox = f"bc:{{{QUDS}}}:inbox".encode()
     due = f"bc:{{{QUDS}}}:due".encode()
     assert inbox in keys
@@ -68,7 +68,7 @@ async def test_every_key_follows_the_documented_layout(
     await quds.return_letter(sealed.envelope.id, reason="no")
     documented = re.compile(
         rb"^bc:\{[a-z][a-z0-9.-]{2,63}\}:"
-        rb"(party|invite|nonce:.+|inbox|due|outbox|sent|letter:[0-9a-z]{26}|receipts:[0-9a-z]{26})$"
+        rb"(party|invite|nonce:.+|inbox|due|outbox|sent|letter:[0-9a-z]{26})$"
     )
     keys = [k async for k in redis.scan_iter(count=1000)]
     assert b"bc:parties" in keys
@@ -88,7 +88,7 @@ async def test_ended_letters_expire_after_retention(
     thirty_days = 30 * 24 * 3600 * 1000
     for letter, expect_ttl in ((live, False), (ended, True)):
         keys = [k async for k in redis.scan_iter(match=f"*{letter.envelope.id}")]
-        assert len(keys) == 2
+        assert len(keys) == 1
         for key in keys:
             ttl = await redis.pttl(key)
             if expect_ttl:
@@ -221,6 +221,11 @@ async def store(redis: aioredis.Redis, redis_server: EmbeddedRedis) -> AsyncIter
     await opened.close()
 
 
+# Digests and chain hashes as the courier passes them: 64 hex digits.
+D1, D2 = "d1" * 32, "d2" * 32
+H0, H1, STALE = "00" * 32, "11" * 32, "0f" * 32
+
+
 def _letter_args(letter_id: str, digest: str, ciphertext: bytes = b"ct") -> dict[str, object]:
     return {
         "letter_id": letter_id,
@@ -233,7 +238,7 @@ def _letter_args(letter_id: str, digest: str, ciphertext: bytes = b"ct") -> dict
         "sent_ms": 1000,
         "expires_ms": 2000,
         "receipt": b'{"seq":0}',
-        "receipt_hash": "h0",
+        "receipt_hash": H0,
     }
 
 
@@ -242,17 +247,17 @@ async def test_create_letter_is_idempotent_on_id_and_digest(
 ) -> None:
     """Same id and digest: `exists`, first receipt; another digest: `conflict`, no change."""
     letter_id = "0" * 26
-    first = await store.create_letter(**_letter_args(letter_id, "d1"))  # type: ignore[arg-type]
+    first = await store.create_letter(**_letter_args(letter_id, D1))  # type: ignore[arg-type]
     assert (first.outcome, first.receipt) == ("created", b'{"seq":0}')
     before = await store_snapshot(redis)
-    again = await store.create_letter(**_letter_args(letter_id, "d1", b"other"))  # type: ignore[arg-type]
+    again = await store.create_letter(**_letter_args(letter_id, D1, b"other"))  # type: ignore[arg-type]
     assert (again.outcome, again.receipt) == ("exists", b'{"seq":0}')
-    clash = await store.create_letter(**_letter_args(letter_id, "d2"))  # type: ignore[arg-type]
+    clash = await store.create_letter(**_letter_args(letter_id, D2))  # type: ignore[arg-type]
     assert clash.outcome == "conflict"
     assert await store_snapshot(redis) == before
     record = await store.letter(QUDS, letter_id, with_ciphertext=True)
     assert record is not None
-    assert (record.state, record.digest, record.ciphertext) == (State.ACCEPTED, "d1", b"ct")
+    assert (record.state, record.digest, record.ciphertext) == (State.ACCEPTED, D1, b"ct")
 
 
 async def test_transition_is_compare_and_set_on_the_head(
@@ -260,30 +265,30 @@ async def test_transition_is_compare_and_set_on_the_head(
 ) -> None:
     """A transition from a stale head changes nothing; from the right head it appends and moves."""
     letter_id = "1" * 26
-    await store.create_letter(**_letter_args(letter_id, "d"))  # type: ignore[arg-type]
+    await store.create_letter(**_letter_args(letter_id, D1))  # type: ignore[arg-type]
     options = {
         "new_state": State.DELIVERED,
-        "new_head": "h1",
+        "new_head": H1,
         "receipts": [b'{"seq":1}'],
         "terminal": False,
         "release": False,
         "retention_ms": 0,
     }
     before = await store_snapshot(redis)
-    stale = await store.transition(QUDS, letter_id, expected_head="old", **options)  # type: ignore[arg-type]
+    stale = await store.transition(QUDS, letter_id, expected_head=STALE, **options)  # type: ignore[arg-type]
     assert stale.outcome == "stale"
     assert await store_snapshot(redis) == before
-    missing = await store.transition(QUDS, "2" * 26, expected_head="h0", **options)  # type: ignore[arg-type]
+    missing = await store.transition(QUDS, "2" * 26, expected_head=H0, **options)  # type: ignore[arg-type]
     assert missing.outcome == "missing"
     assert await store_snapshot(redis) == before
-    moved = await store.transition(QUDS, letter_id, expected_head="h0", **options)  # type: ignore[arg-type]
+    moved = await store.transition(QUDS, letter_id, expected_head=H0, **options)  # type: ignore[arg-type]
     assert moved.outcome == "ok"
     assert moved.ciphertext is None
     record = await store.letter(QUDS, letter_id)
     assert record is not None
     assert (record.state, record.head, record.receipts) == (
         State.DELIVERED,
-        "h1",
+        H1,
         [b'{"seq":0}', b'{"seq":1}'],
     )
 
@@ -291,13 +296,13 @@ async def test_transition_is_compare_and_set_on_the_head(
 async def test_release_hands_out_the_ciphertext_once(store: Store) -> None:
     """A releasing transition returns the ciphertext and drops it from the store."""
     letter_id = "3" * 26
-    await store.create_letter(**_letter_args(letter_id, "d", b"sealed bytes"))  # type: ignore[arg-type]
+    await store.create_letter(**_letter_args(letter_id, D1, b"sealed bytes"))  # type: ignore[arg-type]
     released = await store.transition(
         QUDS,
         letter_id,
-        expected_head="h0",
+        expected_head=H0,
         new_state=State.OPENED,
-        new_head="h1",
+        new_head=H1,
         receipts=[b"{}", b"{}"],
         terminal=True,
         release=True,
