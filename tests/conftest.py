@@ -22,7 +22,8 @@ from channel.client import Client
 from channel.courier import Courier
 from channel.embedded import EmbeddedRedis
 from channel.httpsig import sign_request
-from channel.seal import PartyKeys
+from channel.models import Receipt, SealedLetter
+from channel.seal import PartyKeys, raw_public, verify_chain
 from channel.server.app import create_app
 from channel.settings import Settings
 from channel.store import Store
@@ -139,6 +140,32 @@ async def store_snapshot(redis: aioredis.Redis) -> dict[bytes, object]:
         elif kind == b"zset":
             snapshot[key] = await redis.zrange(key, 0, -1, withscores=True)
     return snapshot
+
+
+async def store_blobs(redis: aioredis.Redis) -> list[bytes]:
+    """Every key, field, member and value in the store, as bytes (for scanning for plaintext)."""
+    blobs: list[bytes] = []
+    for key, value in (await store_snapshot(redis)).items():
+        blobs.append(key)
+        if isinstance(value, bytes):
+            blobs.append(value)
+        elif isinstance(value, dict):
+            blobs += [*value.keys(), *value.values()]
+        elif isinstance(value, list | set):
+            blobs += [item if isinstance(item, bytes) else item[0] for item in value]
+    return blobs
+
+
+def check_chain(
+    receipts: list[Receipt], sealed: SealedLetter, courier_key: Ed25519PrivateKey, recipient: Client
+) -> None:
+    """The receipts verify as the chain of `sealed`, signed by this courier and recipient."""
+    verify_chain(
+        receipts,
+        sealed.envelope,
+        courier_key=raw_public(courier_key),
+        recipient_key=identity(recipient).public().signing_key,
+    )
 
 
 def nonce_free(snapshot: dict[bytes, object]) -> dict[bytes, object]:

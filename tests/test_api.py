@@ -34,13 +34,13 @@ from channel.seal import (
     raw_public,
     seal_letter,
     sign_decision,
-    verify_chain,
     verify_decision,
 )
 from tests.conftest import (
     Connect,
     CourierFactory,
     PartyFactory,
+    check_chain,
     identity,
     nonce_free,
     signed_call,
@@ -63,17 +63,6 @@ async def letter_key(redis: aioredis.Redis, letter_id: str) -> bytes:
 
 async def stored_state(redis: aioredis.Redis, letter_id: str) -> State:
     return State((await redis.hget(await letter_key(redis, letter_id), "state")).decode())
-
-
-def check_chain(
-    receipts: list[Receipt], sealed: SealedLetter, courier_key: Ed25519PrivateKey, recipient: Client
-) -> None:
-    verify_chain(
-        receipts,
-        sealed.envelope,
-        courier_key=raw_public(courier_key),
-        recipient_key=identity(recipient).public().signing_key,
-    )
 
 
 def events(receipts: list[Receipt]) -> list[State]:

@@ -25,7 +25,7 @@ from channel.errors import (
 )
 from channel.httpsig import SignedBy
 from channel.lifecycle import TERMINAL, State
-from channel.models import LetterStatus, Receipt, RegisterRequest, SealedLetter
+from channel.models import LetterStatus, RegisterRequest, SealedLetter
 from channel.names import new_letter_id
 from channel.seal import (
     PartyKeys,
@@ -36,7 +36,7 @@ from channel.seal import (
     verify_chain,
 )
 from channel.store import Store
-from tests.conftest import Connect, CourierFactory, PartyFactory, identity
+from tests.conftest import Connect, CourierFactory, PartyFactory, check_chain, identity
 
 ROUNDS = 30
 RARE_ROUNDS = 100  # for an interleaving only a few rounds produce (~5% each)
@@ -102,17 +102,6 @@ async def _race(pair: Pair, sealed: SealedLetter) -> tuple[list[State], list[Bas
     return won, lost
 
 
-def _check_chain(
-    receipts: list[Receipt], sealed: SealedLetter, key: Ed25519PrivateKey, quds: Client
-) -> None:
-    verify_chain(
-        receipts,
-        sealed.envelope,
-        courier_key=raw_public(key),
-        recipient_key=identity(quds).public().signing_key,
-    )
-
-
 async def test_open_return_withdraw_race_has_one_winner(
     pair: Pair, courier_key: Ed25519PrivateKey
 ) -> None:
@@ -135,7 +124,7 @@ async def test_open_return_withdraw_race_has_one_winner(
             State.ACCEPTED,
             State.DELIVERED,
         ] or won == [State.WITHDRAWN]
-        _check_chain(status.receipts, sealed, courier_key, pair.quds.one)
+        check_chain(status.receipts, sealed, courier_key, pair.quds.one)
         winners[won[0]] += 1
     assert sum(winners.values()) == ROUNDS
 
@@ -164,7 +153,7 @@ async def test_race_with_expiry_has_one_terminal_receipt(
         status = await pair.quds.two.status(letter.envelope.id)
         terminal = [r.event for r in status.receipts if r.event in TERMINAL]
         assert terminal == (won or [State.EXPIRED])
-        _check_chain(status.receipts, letter, courier_key, pair.quds.one)
+        check_chain(status.receipts, letter, courier_key, pair.quds.one)
         outcomes[terminal[0].value] += 1
         await asyncio.sleep(0.05)
     assert sum(outcomes.values()) == ROUNDS

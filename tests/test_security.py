@@ -43,6 +43,7 @@ from tests.conftest import (
     raw_call,
     signed_call,
     signed_headers,
+    store_blobs,
     store_snapshot,
 )
 
@@ -535,19 +536,6 @@ def _needles(text: str) -> list[bytes]:
     return needles
 
 
-async def _every_value(redis: aioredis.Redis) -> list[bytes]:
-    blobs: list[bytes] = []
-    for key, value in (await store_snapshot(redis)).items():
-        blobs.append(key)
-        if isinstance(value, bytes):
-            blobs.append(value)
-        elif isinstance(value, dict):
-            blobs += [*value.keys(), *value.values()]
-        elif isinstance(value, (list, set)):
-            blobs += [v if isinstance(v, bytes) else v[0] for v in value]
-    return blobs
-
-
 async def test_plaintext_never_reaches_redis(
     director: Client, quds: Client, redis: aioredis.Redis
 ) -> None:
@@ -560,7 +548,7 @@ async def test_plaintext_never_reaches_redis(
     content, _ = await quds.open_letter(letters[0].envelope.id)
     assert content.content.body == SECRETS[0][1]
     await quds.return_letter(letters[1].envelope.id, reason="Not accepted")
-    blobs = await _every_value(redis)
+    blobs = await store_blobs(redis)
     assert len(blobs) > 20
     assert any(letters[2].ciphertext == blob for blob in blobs)  # the scan does see letter data
     for subject, body in SECRETS:

@@ -20,7 +20,14 @@ from channel.embedded import EmbeddedRedis
 from channel.lifecycle import State
 from channel.seal import PartyKeys, decision_for, sign_decision
 from channel.store import Store
-from tests.conftest import Connect, CourierFactory, PartyFactory, identity, store_snapshot
+from tests.conftest import (
+    Connect,
+    CourierFactory,
+    PartyFactory,
+    identity,
+    store_blobs,
+    store_snapshot,
+)
 
 QUDS = "ir.irgc.quds"
 DIRECTOR = "us.cia.director"
@@ -379,23 +386,9 @@ async def test_decision_flow_leaves_no_ciphertext_after_open(
     """After an open, no key anywhere still holds the letter's ciphertext."""
     sealed, _ = await director.send_letter(QUDS, "burn after reading")
     env = sealed.envelope
-    assert any(sealed.ciphertext in blob for blob in await _blobs(redis))  # the scan sees it
+    assert any(sealed.ciphertext in blob for blob in await store_blobs(redis))  # the scan sees it
     await quds.open(env.id, sign_decision(identity(quds), decision_for(State.OPENED, env)))
-    assert not any(sealed.ciphertext in blob for blob in await _blobs(redis))
-
-
-async def _blobs(redis: aioredis.Redis) -> list[bytes]:
-    """Every key, field, member and value in the store, as bytes."""
-    blobs: list[bytes] = []
-    for key, value in (await store_snapshot(redis)).items():
-        blobs.append(key)
-        if isinstance(value, bytes):
-            blobs.append(value)
-        elif isinstance(value, dict):
-            blobs += [*value.keys(), *value.values()]
-        elif isinstance(value, (list, set)):
-            blobs += [item if isinstance(item, bytes) else item[0] for item in value]
-    return blobs
+    assert not any(sealed.ciphertext in blob for blob in await store_blobs(redis))
 
 
 async def test_one_unreadable_record_does_not_stop_expiry(
