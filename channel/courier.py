@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 import structlog
@@ -111,6 +111,10 @@ class Courier:
         cached = self._parties.get(name)
         if cached is not None:
             return cached
+        await self.party_record(name)
+        return self._parties[name]
+
+    async def party_record(self, name: str) -> PartyRecord:
         check_party_name(name)
         stored = await self.store.get_party(name)
         if stored is None:
@@ -119,14 +123,10 @@ class Courier:
             name=name, signing_key=stored.signing_key, encryption_key=stored.encryption_key
         )
         self._parties[name] = keys
-        return keys
-
-    async def party_record(self, name: str) -> PartyRecord:
-        keys = await self.party(name)
-        stored = await self.store.get_party(name)
-        registered_at = stored.registered_at if stored else format_time(self._clock())
         return PartyRecord(
-            **keys.model_dump(), fingerprint=party_fingerprint(keys), registered_at=registered_at
+            **keys.model_dump(),
+            fingerprint=party_fingerprint(keys),
+            registered_at=stored.registered_at,
         )
 
     async def register(
@@ -492,17 +492,11 @@ class Courier:
 def _advanced(
     record: LetterRecord, event: State, receipts: list[Receipt], released: bytes | None
 ) -> LetterRecord:
-    chain_head = receipts[-1].chain_hash()
-    return LetterRecord(
-        id=record.id,
-        recipient=record.recipient,
-        sender=record.sender,
+    """The record as the store now holds it, without reading it again."""
+    return replace(
+        record,
         state=event,
-        head=chain_head,
-        expires_ms=record.expires_ms,
-        envelope=record.envelope,
-        seal=record.seal,
-        digest=record.digest,
+        head=receipts[-1].chain_hash(),
         ciphertext=released if released is not None else record.ciphertext,
         receipts=[*record.receipts, *(r.signable() for r in receipts)],
     )

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from channel import __version__
 from channel.courier import Courier
 from channel.errors import (
     BadRequest,
@@ -100,7 +101,6 @@ class Route:
 
 
 async def health(call: Call) -> Reply:
-    from channel import __version__
 
     return Health(status="ok", version=__version__)
 
