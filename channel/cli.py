@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from channel.keyring import Keyring
     from channel.models import (
         LetterStatus,
+        LiveEvent,
         OpenedLetter,
         PartyRecord,
         Receipt,
@@ -102,6 +103,11 @@ DURATION = Duration()
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 as_option = click.option(
     "--as", "name", required=True, metavar="NAME", help="The keyring party acting."
+)
+config_file_option = click.option(
+    "--config",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A TOML file of courier settings, keyed by setting name [env CHANNEL_CONFIG].",
 )
 
 
@@ -224,27 +230,41 @@ def main() -> None:
 @click.option("--workers", type=click.IntRange(1, 64), help="Server processes [1].")
 @click.option("--log-format", type=click.Choice(["auto", "json", "console"]))
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]))
+@config_file_option
 def serve(**flags: Any) -> None:
     """Run the courier.
 
-    Flags override CHANNEL_* environment variables, which override the defaults. Without --redis,
-    the courier starts its own Redis in the data dir.
+    Flags override CHANNEL_* environment variables, which override the config file, which
+    overrides the defaults. Without --redis, the courier starts its own Redis in the data dir.
     """
-    from pydantic import ValidationError
-
-    from channel.errors import BadRequest
     from channel.server.run import serve as run_courier
-    from channel.settings import Settings
+    from channel.settings import load_settings
 
-    # redis_url is read by its alias, so the flag must be passed under that name too.
-    flags["redis_url"] = flags.pop("redis_url")
-    given = {key: value for key, value in flags.items() if value is not None}
-    try:
-        settings = Settings(**given)
-    except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        raise BadRequest(f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
-    run_courier(settings)
+    run_courier(load_settings(**flags))
+
+
+@cli.group("config")
+def config_group() -> None:
+    """The courier's settings."""
+
+
+@config_group.command("show")
+@config_file_option
+@json_option
+def config_show(config: Path | None, as_json: bool) -> None:
+    """Print the settings `channel serve` would use without flags.
+
+    From CHANNEL_* environment variables, then the config file, then the defaults. The Redis
+    URL's password is shown as ***.
+    """
+    from channel.settings import load_settings
+
+    shown = load_settings(config=config).redacted()
+    if as_json:
+        echo_json(shown)
+        return
+    for name, value in shown.items():
+        click.echo(f"{name} = {json.dumps(value)}" if value is not None else f"# {name}: not set")
 
 
 @cli.group()
@@ -611,6 +631,47 @@ def outbox(config: Config, name: str, as_json: bool) -> None:
         echo_json([dump(letter) for letter in letters])
         return
     render_letters(make_console(), letters, box="outbox")
+
+
+@cli.command()
+@as_option
+@json_option
+@click.option("--after", "last_event_id", metavar="ID", help="Resume after this event id.")
+@click.option("--count", type=click.IntRange(min=1), help="Stop after this many events.")
+@click.pass_obj
+def watch(
+    config: Config, name: str, as_json: bool, last_event_id: str | None, count: int | None
+) -> None:
+    """Print your live events as they arrive: new letters and receipts, never content.
+
+    Reconnects by itself with backoff and resumes where it left off. With --json, one JSON
+    object per line (its `id` is what --after takes). Stop with Ctrl-C.
+    """
+    from contextlib import aclosing
+
+    def gap() -> None:
+        click.echo("warning: events you missed were trimmed; check inbox and outbox", err=True)
+
+    async def watch_as(client: Client, ring: Keyring) -> None:
+        seen = 0
+        async with aclosing(client.watch(last_event_id, on_gap=gap)) as events:
+            async for event in events:
+                click.echo(event.model_dump_json(exclude_none=True) if as_json else _line(event))
+                seen += 1
+                if count is not None and seen >= count:
+                    return
+
+    try:
+        act(config, name, watch_as)
+    except KeyboardInterrupt:
+        return
+
+
+def _line(event: LiveEvent) -> str:
+    what = "new letter" if event.kind == "letter" else event.state.value.replace("_", " ")
+    route = f"{event.sender} → {event.recipient}"
+    when = event.receipt.at[11:19]
+    return f"{when}Z  {what:<17} {route}  [{event.precedence.value}]  {event.letter_id}"
 
 
 @cli.command("open")

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from datetime import timedelta
 from types import TracebackType
 from typing import Any, TypeVar
 
 import aiohttp
+import structlog
 
 from channel.canonical import now_utc
 from channel.errors import (
@@ -24,7 +26,9 @@ from channel.errors import (
     IntegrityError,
     InvalidLetter,
     KeyringError,
+    RateLimited,
     ServerUnreachable,
+    StoreUnavailable,
     error_from_problem,
 )
 from channel.httpsig import sign_request
@@ -35,6 +39,7 @@ from channel.models import (
     LetterList,
     LetterStatus,
     LetterSummary,
+    LiveEvent,
     OpenedLetter,
     OpenRequest,
     PartyRecord,
@@ -59,12 +64,16 @@ from channel.seal import (
     seal_letter,
     sign_decision,
     verify_chain,
+    verify_receipt,
     verify_seal,
 )
 
 M = TypeVar("M", bound=Wire)
 DEFAULT_DEADLINE = timedelta(days=7)
 _RETRIES = 3
+_EVENTS_SILENCE = 45.0  # the courier pings every 15 s; this much silence means the link is dead
+_RECONNECT = 0.5
+log = structlog.get_logger("channel.client")
 
 
 class Client:
@@ -306,6 +315,60 @@ class Client:
             self._courier_key = (await self.courier_key()).signing_key
         return self._courier_key
 
+    # --- live events ---------------------------------------------------------------------------
+
+    async def events(
+        self, last_event_id: str | None = None, *, on_gap: Callable[[], None] | None = None
+    ) -> AsyncGenerator[LiveEvent, None]:
+        """Your live events over one connection, from after `last_event_id` (or from now).
+
+        Ends when the courier closes the stream (it asks clients to come back: see `watch`).
+        Each receipt's courier signature is checked. `on_gap` is called if events you missed
+        were already trimmed from the courier's capped stream: resync from inbox and outbox.
+        """
+        url = f"{self.base_url}/v1/events"
+        headers = sign_request(self.me.name, self.me.signing, "GET", url, b"")
+        if last_event_id:
+            headers["Last-Event-ID"] = last_event_id
+        courier_key = await self._courier_signing_key()
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=_EVENTS_SILENCE)
+        try:
+            async with self._ensure_session().get(url, headers=headers, timeout=timeout) as reply:
+                if reply.status >= 400:
+                    raise _problem(reply.status, await reply.read())
+                async for kind, event_id, data in _server_sent_events(reply.content):
+                    if kind == "reset" and on_gap is not None:
+                        on_gap()
+                    if kind != "event":
+                        continue
+                    event = LiveEvent.model_validate_json(data).model_copy(update={"id": event_id})
+                    if not verify_receipt(courier_key, event.receipt):
+                        raise IntegrityError(f"event {event_id}: the receipt is not the courier's")
+                    yield event
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError) as exc:
+            broke = f"the event stream from {self.base_url} broke: {_why(exc)}"
+            raise ServerUnreachable(broke) from None
+
+    async def watch(
+        self,
+        last_event_id: str | None = None,
+        *,
+        on_gap: Callable[[], None] | None = None,
+        max_backoff: float = 10.0,
+    ) -> AsyncGenerator[LiveEvent, None]:
+        """Your live events for as long as you iterate: reconnects by itself, with backoff,
+        resuming after the last event it gave you, so nothing is missed or repeated."""
+        backoff = _RECONNECT
+        while True:
+            try:
+                async for event in self.events(last_event_id, on_gap=on_gap):
+                    last_event_id, backoff = event.id, _RECONNECT
+                    yield event
+            except (ServerUnreachable, StoreUnavailable, RateLimited) as exc:
+                log.info("event_stream_lost", error=exc.detail, retry_in=backoff)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, max_backoff)
+
     # --- transport -----------------------------------------------------------------------------
 
     def _ensure_session(self) -> aiohttp.ClientSession:
@@ -365,3 +428,23 @@ def _why(exc: BaseException) -> str:
     if isinstance(exc, aiohttp.ClientConnectorError):
         return exc.os_error.strerror or str(exc.os_error)
     return str(exc) or type(exc).__name__
+
+
+async def _server_sent_events(content: aiohttp.StreamReader) -> AsyncIterator[tuple[str, str, str]]:
+    """(event type, id, data) for each event in an SSE stream (WHATWG event-stream format)."""
+    kind, event_id, data = "message", "", list[str]()
+    async for raw in content:
+        line = raw.decode("utf-8").rstrip("\r\n")
+        if not line:
+            if data:
+                yield kind, event_id, "\n".join(data)
+            kind, data = "message", []
+            continue
+        name, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if name == "event":
+            kind = value
+        elif name == "id":
+            event_id = value
+        elif name == "data":
+            data.append(value)

@@ -8,10 +8,12 @@ ciphertext, and proves who sent a letter by the seal alone.
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Literal
 
 import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -40,6 +42,7 @@ from channel.models import (
     Envelope,
     LetterStatus,
     LetterSummary,
+    LiveEvent,
     OpenedLetter,
     PartyRecord,
     PublicKeys,
@@ -66,6 +69,8 @@ MAX_DEADLINE = timedelta(days=366)
 MAX_CLOCK_AHEAD = timedelta(minutes=5)
 INVITE_TTL_SECONDS = 7 * 24 * 3600
 _REPLAYED = "this request was already received (its nonce was used)"
+_EVENT_ID = re.compile(r"\d{1,20}-\d{1,20}")
+_GONE = 1 << 30  # settles any mark: the letter ran out its retention
 _CAS_ATTEMPTS = 8
 
 
@@ -92,6 +97,7 @@ class Courier:
         open_registration: bool = False,
         retention: timedelta = timedelta(days=30),
         clock: Callable[[], datetime] = now_utc,
+        on_event: Callable[[State], None] | None = None,
     ) -> None:
         self.store = store
         self._key = key
@@ -99,6 +105,8 @@ class Courier:
         self.open_registration = open_registration
         self._retention_ms = int(retention.total_seconds() * 1000)
         self._clock = clock
+        # Told of each receipt the courier issues, by event (the server's metrics count them).
+        self._on_event = on_event or _ignore
         # Registered keys never change (names are never taken over), so they can be cached forever.
         self._parties: dict[str, PublicKeys] = {}
 
@@ -211,6 +219,7 @@ class Courier:
             raise Replayed(_REPLAYED)
         if filed == "other":
             raise LetterIdConflict(f"the letter id {env.id} is already used by one of your letters")
+        event = _event(env, receipt, "letter")
         created = await self.store.create_letter(
             letter_id=env.id,
             sender=sender,
@@ -223,12 +232,18 @@ class Courier:
             expires_ms=to_millis(env.expires_at),
             receipt=receipt.signable(),
             receipt_hash=receipt.chain_hash(),
+            event=event,
         )
         if created.outcome == "conflict":
             await self._release_unless_ours(filed, sender, env)
             raise LetterIdConflict(f"a different letter was already sent as {env.id}")
         if created.outcome == "exists":
-            return Receipt.model_validate_json(created.receipt), False
+            receipt = Receipt.model_validate_json(created.receipt)
+        else:
+            self._on_event(State.ACCEPTED)  # counted once the letter exists, whatever follows
+        await self._fan_out(env, [receipt])  # also repairs a fan-out an earlier attempt missed
+        if created.outcome == "exists":
+            return receipt, False
         log.info("letter_accepted", letter_id=env.id, sender=sender, recipient=env.recipient)
         return receipt, True
 
@@ -334,15 +349,50 @@ class Courier:
         return _receipts(record)
 
     async def sweep(self, limit: int = 200) -> int:
-        """Expire every letter past its deadline; returns how many were expired now."""
+        """Expire every letter past its deadline and finish interrupted fan-outs to senders;
+        returns how many letters were expired now."""
         now_ms = millis(self._clock())
         expired = 0
         for party in await self.store.party_names():
             for letter_id in await self.store.due_ids(party, now_ms, limit):
                 expired += await self._expire_one(party, letter_id)
+            await self._repair_fan_out(party, limit)
         if expired:
             log.info("letters_expired", count=expired)
         return expired
+
+    async def _fan_out(self, env: Envelope, receipts: list[Receipt]) -> None:
+        """Give the sender the live events of its letter's receipts, then clear the mark.
+
+        A crash between the recipient's transition and this step leaves the mark in place, and
+        the sweeper repeats the step (`_repair_fan_out`): the sender misses nothing.
+        """
+        events = [_event(env, r, "receipt") for r in receipts]
+        await self.store.fan_out(env.sender, env.id, events)
+        await self.store.settle_fanout(env.recipient, env.id, len(receipts))
+
+    async def _repair_fan_out(self, recipient: str, limit: int) -> None:
+        """Finish fan-outs to senders that a crashed (or still running) request left marked."""
+        for letter_id in await self.store.pending_fanout(recipient, limit):
+            record = await self.store.letter(recipient, letter_id)
+            if record is None:
+                await self.store.settle_fanout(recipient, letter_id, _GONE)
+                continue
+            await self._fan_out(Envelope.model_validate_json(record.envelope), _receipts(record))
+
+    async def events(
+        self, party: str, after: str, *, block_ms: int | None = None
+    ) -> list[tuple[str, bytes]]:
+        return await self.store.events_after(party, after, block_ms=block_ms)
+
+    async def event_cursor(self, party: str, last_event_id: str | None) -> tuple[str, bool]:
+        """Where a stream resumes, and whether events the client missed were already trimmed."""
+        first, last, trimmed_ever = await self.store.event_bounds(party)
+        if not last_event_id:
+            return last, False
+        if not _EVENT_ID.fullmatch(last_event_id):
+            raise BadRequest(f"{last_event_id!r} is not an event id (like 1511169342125-0)")
+        return last_event_id, trimmed_ever and _id_key(last_event_id) < _id_key(first)
 
     async def _expire_one(self, party: str, letter_id: str) -> bool:
         """Expire one due letter; a record that cannot be read is logged and skipped, not fatal."""
@@ -408,6 +458,7 @@ class Courier:
                 continue
             events = lifecycle.steps(record.state, event)
             receipts = self._chain(record, events, reason, recipient_signature)
+            envelope = Envelope.model_validate_json(record.envelope)
             result = await self.store.transition(
                 record.recipient,
                 record.id,
@@ -415,6 +466,7 @@ class Courier:
                 new_state=event,
                 new_head=receipts[-1].chain_hash(),
                 receipts=[r.signable() for r in receipts],
+                events=[_event(envelope, r, "receipt") for r in receipts],
                 terminal=lifecycle.is_terminal(event),
                 release=release,
                 retention_ms=self._retention_ms,
@@ -422,9 +474,13 @@ class Courier:
             if result.outcome == "missing":
                 raise UnknownLetter(f"no letter {record.id}")
             if result.outcome == "ok":
+                for receipt in receipts:
+                    self._on_event(receipt.event)
                 if event is State.EXPIRED:
                     log.info("letter_expired", letter_id=record.id)
-                return _advanced(record, event, receipts, result.ciphertext)
+                advanced = _advanced(record, event, receipts, result.ciphertext)
+                await self._fan_out(envelope, _receipts(advanced))
+                return advanced
             record = await self._reload(record)
         raise StoreUnavailable("the letter is changing too fast; try again")
 
@@ -502,6 +558,10 @@ def _advanced(
     )
 
 
+def _ignore(event: State) -> None:
+    pass
+
+
 def _receipts(record: LetterRecord) -> list[Receipt]:
     return [Receipt.model_validate_json(raw) for raw in record.receipts]
 
@@ -528,3 +588,26 @@ def _summary(record: LetterRecord) -> LetterSummary:
         envelope=env,
         seal=record.seal,
     )
+
+
+def _event(env: Envelope, receipt: Receipt, kind: Literal["letter", "receipt"]) -> bytes:
+    return (
+        LiveEvent(
+            kind=kind,
+            letter_id=env.id,
+            sender=env.sender,
+            recipient=env.recipient,
+            precedence=env.precedence,
+            sent_at=env.sent_at,
+            expires_at=env.expires_at,
+            state=receipt.event,
+            receipt=receipt,
+        )
+        .model_dump_json(exclude_none=True)
+        .encode()
+    )
+
+
+def _id_key(event_id: str) -> tuple[int, int]:
+    millis, seq = event_id.split("-")
+    return int(millis), int(seq)

@@ -255,3 +255,21 @@ class Health(Wire):
 
 class ReceiptList(Wire):
     receipts: list[Receipt]
+
+
+class LiveEvent(Wire):
+    """One event on a party's stream: a new letter in its inbox, or a receipt on a letter it sent
+    or received. Envelope metadata and receipts only, never content. `id` is the stream's id for
+    it (the SSE event id, for reconnecting with Last-Event-ID); it is not stored inside the event.
+    """
+
+    id: str | None = None
+    kind: Literal["letter", "receipt"]
+    letter_id: LetterId
+    sender: PartyName
+    recipient: PartyName
+    precedence: Precedence
+    sent_at: Timestamp
+    expires_at: Timestamp
+    state: State
+    receipt: Receipt

@@ -262,6 +262,11 @@ def sign_receipt(
     return unsigned.model_copy(update={"signature": signature})
 
 
+def verify_receipt(courier_key: bytes, receipt: Receipt) -> bool:
+    """Is this receipt signed by the courier? (One receipt alone; `verify_chain` checks a chain.)"""
+    return verify_signature(courier_key, receipt.signature, CTX_RECEIPT, receipt.body_bytes())
+
+
 def verify_chain(
     receipts: Sequence[Receipt],
     envelope: Envelope,

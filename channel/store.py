@@ -11,31 +11,48 @@ repeats it); readers skip outbox entries whose letter does not exist (yet).
     bc:{P}:party            hash    P's public keys and registration time
     bc:{P}:invite           string  sha256 of P's one-time invitation token (expires)
     bc:{P}:nonce:N          string  a request nonce P used (expires after the auth window)
+    bc:{P}:bucket           hash    P's rate-limit token bucket (expires once full again)
     bc:{P}:inbox            zset    letter ids addressed to P, scored by sent time (ms)
     bc:{P}:due              zset    P's unfinished letters, scored by deadline (ms)
     bc:{P}:letter:ID        hash    envelope, seal, ciphertext, state, chain head and the signed
                                     receipts (fields r:0, r:1, ...) of letter ID to P
     bc:{P}:outbox           zset    letter ids P sent, scored by sent time (ms)
     bc:{P}:sent             hash    letter id -> recipient, for P's letters
+    bc:{P}:events           stream  P's live events (new letters, receipts on its letters), capped
+    bc:{P}:fanout           zset    letters to P whose receipts its sender's stream may still lack
+    bc:{P}:fanned           hash    letter id -> how many of its events P (as sender) has had
     bc:parties              set     every registered name (the sweeper walks it)
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Literal
+from urllib.parse import unquote
 
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from channel.errors import StoreUnavailable
 from channel.lifecycle import State
 
 PREFIX = "bc"
+# Each party's event stream keeps about this many events; a client further behind must resync.
+EVENTS_MAXLEN = 10_000
 PARTIES_KEY = f"{PREFIX}:parties"
+# `redis+cluster://[user:password@]host:port[,host:port...]`: a Redis Cluster (docs/cluster.md).
+CLUSTER_SCHEME = "redis+cluster://"
+# What a store failure looks like. The cluster client's own errors (no reachable node, a slot no
+# master serves) are not RedisErrors.
+_FAILURES = (RedisError, OSError, RedisClusterException)
 
 Admission = Literal["open", "invite", "pinned"]
 Registration = Literal["created", "exists", "taken", "closed"]
@@ -84,7 +101,10 @@ class TransitionResult:
 class Store:
     """Async access to Backchannel's Redis. One per process; `close()` it when done."""
 
-    def __init__(self, client: aioredis.Redis) -> None:
+    # Told of every Redis failure before it is raised as StoreUnavailable (metrics count them).
+    on_failure: Callable[[Exception], None] | None = None
+
+    def __init__(self, client: aioredis.Redis | RedisCluster) -> None:
         self._redis = client
         self._scripts: dict[str, AsyncScript] = {
             name: client.register_script(_lua(name))
@@ -95,33 +115,46 @@ class Store:
                 "release_outbox",
                 "register",
                 "snapshot",
+                "rate_limit",
+                "fan_out",
+                "settle_fanout",
             )
         }
 
     @classmethod
     def from_url(cls, url: str) -> Store:
+        if url.startswith(CLUSTER_SCHEME):
+            return cls(_cluster_client(url))
         return cls(aioredis.Redis.from_url(url, decode_responses=False, health_check_interval=30))
 
     async def close(self) -> None:
         await self._redis.aclose()
 
     async def ping(self) -> bool:
+        """Redis answers. On a cluster: at least one master answers (see docs/cluster.md)."""
         try:
+            if isinstance(self._redis, RedisCluster):
+                return await _ping_any_master(self._redis)
             return bool(await self._redis.ping())
-        except (RedisError, OSError):
+        except _FAILURES:
             return False
 
     async def _run(self, script: str, keys: list[str], args: list[Any]) -> Any:
         try:
             return await self._scripts[script](keys=keys, args=args)
-        except (RedisError, OSError) as exc:
-            raise StoreUnavailable(f"the store failed: {type(exc).__name__}") from exc
+        except _FAILURES as exc:
+            raise self._failed(exc) from exc
 
     async def _call(self, command: str, *args: Any, **options: Any) -> Any:
         try:
-            return await self._redis.execute_command(command, *args, **options)  # type: ignore[no-untyped-call]
-        except (RedisError, OSError) as exc:
-            raise StoreUnavailable(f"the store failed: {type(exc).__name__}") from exc
+            return await self._redis.execute_command(command, *args, **options)
+        except _FAILURES as exc:
+            raise self._failed(exc) from exc
+
+    def _failed(self, exc: Exception) -> StoreUnavailable:
+        if self.on_failure is not None:
+            self.on_failure(exc)
+        return StoreUnavailable(f"the store failed: {type(exc).__name__}")
 
     # --- parties -------------------------------------------------------------------------------
 
@@ -164,6 +197,14 @@ class Store:
             await self._call("SET", _party(party, f"nonce:{nonce}"), b"1", "NX", "PX", ttl_ms)
         )
 
+    async def take_token(
+        self, party: str, *, capacity: int, per_second: float, now_ms: int, cost: int = 1
+    ) -> tuple[bool, int]:
+        """Take `cost` tokens from P's bucket: (taken, ms until enough tokens; 0 when taken)."""
+        args = [capacity, per_second, now_ms, cost]
+        taken, wait_ms = await self._run("rate_limit", [_party(party, "bucket")], args)
+        return bool(taken), int(wait_ms)
+
     # --- letters -------------------------------------------------------------------------------
 
     async def create_letter(
@@ -180,12 +221,15 @@ class Store:
         expires_ms: int,
         receipt: bytes,
         receipt_hash: str,
+        event: bytes,
     ) -> CreateResult:
         keys = [
             _party(recipient, f"letter:{letter_id}"),
             _party(recipient, "inbox"),
             _party(recipient, "due"),
             _party(recipient, "sent"),
+            _party(recipient, "events"),
+            _party(recipient, "fanout"),
         ]
         # Digests and chain hashes are stored as raw bytes: half the size of their hex.
         args = [
@@ -199,6 +243,8 @@ class Store:
             expires_ms,
             receipt,
             bytes.fromhex(receipt_hash),
+            event,
+            EVENTS_MAXLEN,
         ]
         outcome, stored = await self._run("create_letter", keys, args)
         return CreateResult(outcome.decode(), stored or b"")
@@ -249,11 +295,17 @@ class Store:
         new_state: State,
         new_head: str,
         receipts: list[bytes],
+        events: list[bytes],
         terminal: bool,
         release: bool,
         retention_ms: int,
     ) -> TransitionResult:
-        keys = [_party(recipient, f"letter:{letter_id}"), _party(recipient, "due")]
+        keys = [
+            _party(recipient, f"letter:{letter_id}"),
+            _party(recipient, "due"),
+            _party(recipient, "events"),
+            _party(recipient, "fanout"),
+        ]
         args = [
             letter_id,
             bytes.fromhex(expected_head),
@@ -262,10 +314,52 @@ class Store:
             "1" if terminal else "0",
             "1" if release else "0",
             retention_ms,
+            EVENTS_MAXLEN,
+            len(receipts),
             *receipts,
+            *events,
         ]
         outcome, released = await self._run("transition", keys, args)
         return TransitionResult(outcome.decode(), released or None)
+
+    # --- live events ---------------------------------------------------------------------------
+
+    async def fan_out(self, sender: str, letter_id: str, events: list[bytes]) -> int:
+        """Give the sender the letter's events it lacks (all of them passed, in order)."""
+        keys = [_party(sender, "fanned"), _party(sender, "events")]
+        return int(await self._run("fan_out", keys, [letter_id, EVENTS_MAXLEN, *events]))
+
+    async def settle_fanout(self, recipient: str, letter_id: str, count: int) -> None:
+        await self._run("settle_fanout", [_party(recipient, "fanout")], [letter_id, count])
+
+    async def pending_fanout(self, recipient: str, limit: int) -> list[str]:
+        ids = await self._call("ZRANGE", _party(recipient, "fanout"), 0, limit - 1)
+        return [i.decode() for i in ids]
+
+    async def events_after(
+        self, party: str, after: str, *, count: int = 100, block_ms: int | None = None
+    ) -> list[tuple[str, bytes]]:
+        """(event id, event JSON) after `after`, oldest first; waits up to `block_ms` for one."""
+        block = ["BLOCK", block_ms] if block_ms is not None else []
+        key = _party(party, "events")
+        reply: Any = await self._call("XREAD", "COUNT", count, *block, "STREAMS", key, after)
+        if not reply:
+            return []
+        entries = reply[0][1]
+        return [(entry_id.decode(), fields[b"e"]) for entry_id, fields in entries]
+
+    async def event_bounds(self, party: str) -> tuple[str, str, bool]:
+        """Ids of the oldest and newest events kept for `party` ("0-0" when none), and whether
+        older ones were ever trimmed (a capped stream only shrinks to its cap)."""
+        key = _party(party, "events")
+        first = await self._call("XRANGE", key, "-", "+", "COUNT", 1)
+        last = await self._call("XREVRANGE", key, "+", "-", "COUNT", 1)
+        length = await self._call("XLEN", key)
+        return (
+            first[0][0].decode() if first else "0-0",
+            last[0][0].decode() if last else "0-0",
+            length >= EVENTS_MAXLEN,
+        )
 
     async def inbox_ids(self, party: str, limit: int) -> list[str]:
         return await self._newest(_party(party, "inbox"), limit)
@@ -282,19 +376,37 @@ class Store:
         """Several letters, given (recipient, letter id) pairs, in one round trip."""
         if not pairs:
             return []
-        pipe: Pipeline = self._redis.pipeline(transaction=False)
-        for recipient, letter_id in pairs:
-            keys = [_party(recipient, f"letter:{letter_id}")]
-            await self._scripts["snapshot"](keys=keys, args=["0"], client=pipe)
         try:
-            results = await pipe.execute()
-        except (RedisError, OSError) as exc:
-            raise StoreUnavailable(f"the store failed: {type(exc).__name__}") from exc
+            if isinstance(self._redis, RedisCluster):
+                results = await self._cluster_snapshots(self._redis, pairs)
+            else:
+                pipe: Pipeline = self._redis.pipeline(transaction=False)
+                for recipient, letter_id in pairs:
+                    keys = [_party(recipient, f"letter:{letter_id}")]
+                    await self._scripts["snapshot"](keys=keys, args=["0"], client=pipe)
+                results = await pipe.execute()
+        except _FAILURES as exc:
+            raise self._failed(exc) from exc
         return [
             _record(letter_id, recipient, raw)
             for (recipient, letter_id), raw in zip(pairs, results, strict=True)
             if raw
         ]
+
+    async def _cluster_snapshots(
+        self, cluster: RedisCluster, pairs: list[tuple[str, str]]
+    ) -> list[Any]:
+        """`snapshot.lua` for letters in many slots: one pipeline, one round trip per master.
+
+        A cluster pipeline refuses EVALSHA (it could not load a script a master lacks, e.g. one
+        restarted since), so it sends the script's text with EVAL. Each call touches one slot.
+        """
+        pipe = cluster.pipeline(transaction=False)
+        source = _lua("snapshot")
+        for recipient, letter_id in pairs:
+            key = _party(recipient, f"letter:{letter_id}")
+            pipe = pipe.execute_command("EVAL", source, 1, key, "0")  # queues, returns the pipe
+        return await pipe.execute()
 
     async def due_ids(self, party: str, now_ms: int, limit: int) -> list[str]:
         ids = await self._call(
@@ -331,3 +443,50 @@ def _record(letter_id: str, recipient: str, raw: list[bytes]) -> LetterRecord:
         ciphertext=ciphertext or None,
         receipts=receipts,
     )
+
+
+def _cluster_client(url: str) -> RedisCluster:
+    """A cluster client from `redis+cluster://[user:password@]host:port[,host:port...]`.
+
+    Any reachable node is enough to start: the client learns the slot map from it. Slots whose
+    master is down do not stop the others from being served (`require_full_coverage=False`).
+
+    A failed command is retried twice (the client refreshes its slot map before each retry, so a
+    slot that moved to a promoted replica is found), not redis-py's ten times: with its 5 s socket
+    timeout, ten retries kept a request to a hung (not dead) master waiting 55 s, longer than the
+    client waits. Now: at most 3 x 8 s. The socket timeout must stay above the longest blocking
+    read (XREAD BLOCK for live events).
+    """
+    rest = url[len(CLUSTER_SCHEME) :].rstrip("/")
+    userinfo, _, hosts = rest.rpartition("@")
+    nodes = []
+    for address in hosts.split(","):
+        host, colon, port = address.strip().rpartition(":")
+        if not colon or not host or not port.isdigit():
+            raise ValueError(
+                f"not a Redis Cluster URL ({CLUSTER_SCHEME}host:port[,host:port...]): "
+                f"bad node address {address!r}"
+            )
+        nodes.append(ClusterNode(host.strip("[]"), int(port)))
+    username, _, password = userinfo.partition(":")
+    return RedisCluster(
+        startup_nodes=nodes,
+        decode_responses=False,
+        username=unquote(username) or None,
+        password=unquote(password) or None,
+        require_full_coverage=False,
+        health_check_interval=30,
+        retry=Retry(NoBackoff(), retries=2),
+        socket_connect_timeout=2,
+        socket_timeout=8,
+    )
+
+
+async def _ping_any_master(cluster: RedisCluster) -> bool:
+    """True if at least one master answers: with one master down, the others still serve."""
+    cluster = await cluster.initialize()  # learn the masters (a no-op once they are known)
+    replies = await asyncio.gather(
+        *(cluster.ping(target_nodes=node) for node in cluster.get_primaries()),
+        return_exceptions=True,
+    )
+    return any(reply is True for reply in replies)

@@ -75,7 +75,8 @@ async def test_every_key_follows_the_documented_layout(
     await quds.return_letter(sealed.envelope.id, reason="no")
     documented = re.compile(
         rb"^bc:\{[a-z][a-z0-9.-]{2,63}\}:"
-        rb"(party|invite|nonce:.+|inbox|due|outbox|sent|letter:[0-9a-z]{26})$"
+        rb"(party|invite|nonce:.+|inbox|due|outbox|sent|events|fanout|fanned|bucket"
+        rb"|letter:[0-9a-z]{26})$"
     )
     keys = [k async for k in redis.scan_iter(count=1000)]
     assert b"bc:parties" in keys
@@ -246,6 +247,7 @@ def _letter_args(letter_id: str, digest: str, ciphertext: bytes = b"ct") -> dict
         "expires_ms": 2000,
         "receipt": b'{"seq":0}',
         "receipt_hash": H0,
+        "event": b'{"event":0}',
     }
 
 
@@ -277,6 +279,7 @@ async def test_transition_is_compare_and_set_on_the_head(
         "new_state": State.DELIVERED,
         "new_head": H1,
         "receipts": [b'{"seq":1}'],
+        "events": [b'{"event":1}'],
         "terminal": False,
         "release": False,
         "retention_ms": 0,
@@ -311,6 +314,7 @@ async def test_release_hands_out_the_ciphertext_once(store: Store) -> None:
         new_state=State.OPENED,
         new_head=H1,
         receipts=[b"{}", b"{}"],
+        events=[b"{}", b"{}"],
         terminal=True,
         release=True,
         retention_ms=60_000,

@@ -26,10 +26,13 @@ from channel.errors import (
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
+    RateLimited,
     StoreUnavailable,
 )
 from channel.httpsig import RequestView
 from channel.models import RegisterRequest, Wire
+from channel.server import limits, metrics
+from channel.server.events import CLOSING, STREAMS, close_streams, events_endpoint
 from channel.server.routes import ROUTES, Call, Route
 from channel.settings import Settings
 from channel.store import Store
@@ -46,13 +49,20 @@ _JSON = "application/json"
 def create_app(
     settings: Settings, redis_url: str, courier_key: Ed25519PrivateKey, *, sweeper: bool = True
 ) -> web.Application:
-    app = web.Application(middlewares=[problems], client_max_size=settings.max_body_bytes)
+    app = web.Application(
+        middlewares=[metrics.observe, problems], client_max_size=settings.max_body_bytes
+    )
     app[SETTINGS] = settings
     app.cleanup_ctx.append(_courier_context(redis_url, courier_key, sweeper=sweeper))
     for route in ROUTES:
         app.router.add_route(route.method, route.path, _endpoint(route))
+    app[STREAMS] = set()
+    app[CLOSING] = asyncio.Event()
+    app.on_shutdown.append(close_streams)
+    app.router.add_get("/v1/events", events_endpoint)
     app.router.add_get("/openapi.json", _openapi)
     app.router.add_get("/readyz", _ready)
+    app.router.add_get("/metrics", metrics.serve_metrics)
     return app
 
 
@@ -62,11 +72,13 @@ def _courier_context(
     async def context(app: web.Application) -> AsyncIterator[None]:
         settings = app[SETTINGS]
         store = Store.from_url(redis_url)
+        store.on_failure = metrics.count_redis_error
         courier = Courier(
             store,
             key,
             open_registration=settings.open_registration,
             retention=timedelta(days=settings.retention_days),
+            on_event=metrics.count_event,
         )
         app[COURIER] = courier
         task = None
@@ -130,6 +142,7 @@ def _endpoint(route: Route) -> Callable[[web.Request], Awaitable[web.Response]]:
         signed = await courier.authenticate(view, raw) if route.signed else None
         if signed is not None:
             structlog.contextvars.bind_contextvars(party=signed.party)
+            await limits.take_token(courier.store, request.app[SETTINGS], signed.party)
             if not route.claims_nonce:
                 await courier.claim(signed)
         body = _parse(route.request, raw) if route.request is not None else None
@@ -211,6 +224,8 @@ def _problem(exc: ChannelError, request: web.Request) -> web.Response:
     )
     if isinstance(exc, StoreUnavailable):
         response.headers["Retry-After"] = "1"
+    elif isinstance(exc, RateLimited):
+        response.headers["Retry-After"] = str(exc.retry_after)
     return response
 
 

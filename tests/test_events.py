@@ -1,0 +1,287 @@
+"""Live events: per-party Server-Sent Events from capped Redis streams, across replicas."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from contextlib import aclosing
+from pathlib import Path
+
+import aiohttp
+import pytest
+import redis.asyncio as aioredis
+from aiohttp import web
+from click.testing import CliRunner
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from channel.cli import cli
+from channel.client import Client
+from channel.courier import Courier
+from channel.embedded import EmbeddedRedis
+from channel.lifecycle import State
+from channel.models import LiveEvent
+from channel.seal import PartyKeys
+from channel.server.app import create_app
+from channel.settings import Settings
+from channel.store import EVENTS_MAXLEN, Store
+from tests.conftest import (
+    Connect,
+    CourierFactory,
+    PartyFactory,
+    assert_problem,
+    identity,
+    raw_call,
+    signed_headers,
+)
+
+DIRECTOR, QUDS = "us.cia.director", "ir.irgc.quds"
+WAIT = 10.0
+
+
+async def take(client: Client, count: int, after: str | None = None) -> list[LiveEvent]:
+    """The next `count` events for `client` (via watch, which reconnects by itself)."""
+    taken: list[LiveEvent] = []
+    async with aclosing(client.watch(after)) as events:
+        async for event in events:
+            taken.append(event)
+            if len(taken) == count:
+                break
+    return taken
+
+
+def states(events: list[LiveEvent]) -> list[tuple[str, State]]:
+    return [(e.kind, e.state) for e in events]
+
+
+async def two_replicas(start_courier: CourierFactory) -> tuple[str, str]:
+    return await start_courier(), await start_courier()
+
+
+async def test_letter_sent_through_one_replica_reaches_a_watcher_on_another(
+    start_courier: CourierFactory, connect: Connect, party: PartyFactory
+) -> None:
+    """Recipient and sender, watching on replica B, see a letter sent and opened via replica A."""
+    a, b = await two_replicas(start_courier)
+    director, quds = await party(DIRECTOR), await party(QUDS)
+    on_a = connect(a, identity(director))
+    quds_on_b, director_on_b = connect(b, identity(quds)), connect(b, identity(director))
+    recipient_sees = asyncio.create_task(take(quds_on_b, 3))
+    sender_sees = asyncio.create_task(take(director_on_b, 3))
+    await asyncio.sleep(0.3)  # both streams are open before anything happens
+    sealed, _ = await on_a.send_letter(QUDS, "Nothing in this body may leave the ciphertext.")
+    await connect(a, identity(quds)).open_letter(sealed.envelope.id)
+    recipient, sender = await asyncio.wait_for(asyncio.gather(recipient_sees, sender_sees), WAIT)
+    assert states(recipient) == [
+        ("letter", State.ACCEPTED),
+        ("receipt", State.DELIVERED),
+        ("receipt", State.OPENED),
+    ]
+    assert states(sender) == [
+        ("receipt", State.ACCEPTED),
+        ("receipt", State.DELIVERED),
+        ("receipt", State.OPENED),
+    ]
+    assert {e.letter_id for e in recipient + sender} == {sealed.envelope.id}
+    for event in recipient + sender:
+        assert "ciphertext" not in event.model_dump_json()
+        assert "Nothing in this body" not in event.model_dump_json()
+
+
+async def test_reconnecting_with_last_event_id_gets_everything_since_exactly_once(
+    director: Client, quds: Client
+) -> None:
+    """Events missed while disconnected arrive on reconnect, in order, none twice."""
+    first, _ = await director.send_letter(QUDS, "one")
+    (seen,) = await take(quds, 1, after="0-0")
+    assert (seen.kind, seen.letter_id) == ("letter", first.envelope.id)
+    # Disconnected: three more events happen.
+    second, _ = await director.send_letter(QUDS, "two")
+    await quds.return_letter(first.envelope.id, reason="no")
+    missed = await take(quds, 3, after=seen.id)
+    assert [(e.letter_id, e.state) for e in missed] == [
+        (second.envelope.id, State.ACCEPTED),
+        (first.envelope.id, State.DELIVERED),
+        (first.envelope.id, State.RETURNED_UNOPENED),
+    ]
+    ids = [seen.id, *(e.id for e in missed)]
+    assert len(set(ids)) == len(ids)
+    assert ids == sorted(ids, key=lambda i: tuple(map(int, str(i).split("-"))))
+
+
+async def test_a_party_only_ever_receives_its_own_events(
+    director: Client, quds: Client, party: PartyFactory
+) -> None:
+    """A third party's stream stays empty while two others exchange letters."""
+    svr = await party("ru.svr.director")
+    watched: list[LiveEvent] = []
+
+    async def watch_svr() -> None:
+        async with aclosing(svr.watch()) as events:
+            async for event in events:
+                watched.append(event)
+
+    watcher = asyncio.create_task(watch_svr())
+    await asyncio.sleep(0.3)
+    sealed, _ = await director.send_letter(QUDS, "between two parties")
+    await quds.open_letter(sealed.envelope.id)
+    await take(director, 3, after="0-0")  # everything has been fanned out by now
+    await asyncio.sleep(0.3)
+    watcher.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await watcher
+    assert watched == []
+
+
+async def test_stream_requests_are_authenticated_like_any_other(
+    quds: Client, http: aiohttp.ClientSession
+) -> None:
+    """Unsigned, replayed and malformed-cursor stream requests get 4xx problems."""
+    url = f"{quds.base_url}/v1/events"
+    assert_problem(await raw_call(http, "GET", url), 401, "unauthenticated")
+    headers = signed_headers(identity(quds), "GET", url)
+    bad_cursor = headers | {"Last-Event-ID": "yesterday"}
+    assert_problem(await raw_call(http, "GET", url, b"", bad_cursor), 400, "bad_request")
+    assert_problem(await raw_call(http, "GET", url, b"", headers), 401, "replayed")
+
+
+async def test_sweeper_finishes_a_fan_out_a_crashed_courier_left_undone(
+    director: Client, quds: Client, redis_server: EmbeddedRedis, courier_key: Ed25519PrivateKey
+) -> None:
+    """A receipt written for the recipient but never copied to the sender reaches it later."""
+    sealed = await director.seal(QUDS, "the courier dies right after the recipient's step")
+    store = Store.from_url(redis_server.url)
+    try:
+        courier = Courier(store, courier_key)
+        # Play the courier up to the crash: the letter (and the recipient's event) is written,
+        # the fan-out to the sender is not.
+        signed = await store.create_letter(
+            **_create_args(courier, sealed.model_dump(mode="json"), identity(director))
+        )
+        assert signed.outcome == "created"
+        assert await store.events_after(DIRECTOR, "0-0") == []
+        await courier.sweep()
+        copied = await store.events_after(DIRECTOR, "0-0")
+        assert [json.loads(data)["state"] for _, data in copied] == ["accepted"]
+        await courier.sweep()  # idempotent: nothing copied twice
+        assert len(await store.events_after(DIRECTOR, "0-0")) == 1
+    finally:
+        await store.close()
+
+
+def _create_args(
+    courier: Courier, letter: dict[str, object], sender: PartyKeys
+) -> dict[str, object]:
+    """The Store.create_letter arguments Courier.send would pass (built with its own helpers)."""
+    from channel.canonical import now_utc, to_millis
+    from channel.courier import _event
+    from channel.models import SealedLetter
+    from channel.seal import sign_receipt
+
+    sealed = SealedLetter.model_validate(letter)
+    env = sealed.envelope
+    receipt = sign_receipt(
+        courier._key,
+        letter_id=env.id,
+        seq=0,
+        event=State.ACCEPTED,
+        at=now_utc(),
+        envelope_sha256=env.digest(),
+    )
+    return {
+        "letter_id": env.id,
+        "sender": sender.name,
+        "recipient": env.recipient,
+        "digest": env.digest(),
+        "envelope": env.signable(),
+        "seal": sealed.seal,
+        "ciphertext": sealed.ciphertext,
+        "sent_ms": to_millis(env.sent_at),
+        "expires_ms": to_millis(env.expires_at),
+        "receipt": receipt.signable(),
+        "receipt_hash": receipt.chain_hash(),
+        "event": _event(env, receipt, "letter"),
+    }
+
+
+async def test_shutdown_sends_a_retry_hint_and_watchers_move_to_another_replica(
+    redis: aioredis.Redis,
+    redis_server: EmbeddedRedis,
+    courier_key: Ed25519PrivateKey,
+    tmp_path: Path,
+    start_courier: CourierFactory,
+    party: PartyFactory,
+    connect: Connect,
+) -> None:
+    """A courier going down ends its streams with a retry hint; watch() carries on elsewhere."""
+    survivor = await start_courier()
+    doomed = web.AppRunner(
+        create_app(
+            Settings(open_registration=True, data_dir=tmp_path), redis_server.url, courier_key
+        )
+    )
+    await doomed.setup()
+    await web.TCPSite(doomed, "127.0.0.1", 0).start()
+    doomed_url = f"http://127.0.0.1:{doomed.addresses[0][1]}"
+    director, quds = await party(DIRECTOR), await party(QUDS)
+    url = f"{doomed_url}/v1/events"
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(url, headers=signed_headers(identity(quds), "GET", url)) as reply,
+    ):
+        assert reply.status == 200
+        reading = asyncio.create_task(reply.read())
+        await asyncio.sleep(0.2)
+        await doomed.cleanup()
+        raw = (await asyncio.wait_for(reading, WAIT)).decode()
+    assert "event: shutdown" in raw
+    assert "retry: 1000" in raw
+    # The same watcher, resumed against the surviving replica, misses nothing.
+    sealed, _ = await director.send_letter(QUDS, "after the shutdown")
+    (event,) = await take(connect(survivor, identity(quds)), 1, after="0-0")
+    assert event.letter_id == sealed.envelope.id
+
+
+async def test_watch_cli_prints_events_as_json_lines(
+    courier_url: str, tmp_path: Path, director: Client
+) -> None:
+    """`channel watch --json --count 2` prints the party's next events, one JSON per line."""
+    runner = CliRunner()
+    home = tmp_path / "home"
+    base = ["--server", courier_url, "--home", str(home)]
+    for command in (["keys", "new", QUDS], ["register", QUDS]):
+        made = await asyncio.to_thread(runner.invoke, cli, [*base, *command])
+        assert made.exit_code == 0, made.output
+    args = [*base, "watch", "--as", QUDS, "--json", "--count", "2", "--after", "0-0"]
+    watching = asyncio.create_task(asyncio.to_thread(runner.invoke, cli, args))
+    sealed, _ = await director.send_letter(QUDS, "watched from the command line")
+    await director.withdraw_letter(sealed.envelope.id)
+    result = await asyncio.wait_for(watching, WAIT)
+    assert result.exit_code == 0, result.output
+    # The in-process courier's log lines share the captured stdout; the events are the JSON ones.
+    lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert [(e["kind"], e["state"]) for e in lines] == [
+        ("letter", "accepted"),
+        ("receipt", "withdrawn"),
+    ]
+    assert all(e["letter_id"] == sealed.envelope.id and e["id"] for e in lines)
+
+
+async def test_a_client_behind_the_capped_stream_is_told_to_resync(
+    quds: Client, director: Client, redis: aioredis.Redis
+) -> None:
+    """Events trimmed before a client caught up are announced (on_gap), then the rest flow."""
+    sealed, _ = await director.send_letter(QUDS, "first")
+    (first,) = await take(quds, 1, after="0-0")
+    stream = f"bc:{{{QUDS}}}:events"
+    template = (await redis.xrange(stream))[0][1]
+    pipe = redis.pipeline(transaction=False)
+    for _ in range(EVENTS_MAXLEN + 500):
+        pipe.xadd(stream, template, maxlen=EVENTS_MAXLEN, approximate=True)
+    await pipe.execute()
+    gaps: list[bool] = []
+    async with aclosing(quds.events("0-1", on_gap=lambda: gaps.append(True))) as events:
+        async for event in events:
+            assert event.letter_id == sealed.envelope.id
+            break
+    assert gaps == [True]
+    assert first.id is not None
