@@ -48,9 +48,11 @@ async def test_served_document_is_valid_openapi_31(served: dict[str, Any]) -> No
 
 
 async def test_every_route_is_documented(served: dict[str, Any]) -> None:
-    """Each route in the route table is an operation in the document, and nothing more."""
+    """Each route in the table, and the SSE event stream beside it, is documented; nothing more."""
     documented = {(method.upper(), path) for path, ops in served["paths"].items() for method in ops}
-    assert documented == {(route.method, route.path) for route in ROUTES}
+    table = {(route.method, route.path) for route in ROUTES}
+    assert documented == table | {("GET", "/v1/events")}
+    assert "text/event-stream" in served["paths"]["/v1/events"]["get"]["responses"]["200"]["content"]
     for route in ROUTES:
         operation = served["paths"][route.path][route.method.lower()]
         assert str(route.status) in operation["responses"]

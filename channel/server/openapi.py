@@ -14,7 +14,7 @@ from pydantic.json_schema import models_json_schema
 
 from channel import __version__
 from channel.errors import ChannelError
-from channel.models import Wire
+from channel.models import LiveEvent, Wire
 from channel.server.routes import ALWAYS, ROUTES, SIGNED, Route
 
 _REF = "#/components/schemas/{model}"
@@ -35,7 +35,7 @@ _PROBLEM = {
 
 @cache
 def openapi_document() -> dict[str, Any]:
-    models: set[type[Wire]] = set()
+    models: set[type[Wire]] = {LiveEvent}
     for route in ROUTES:
         models.add(route.response)
         if route.request is not None:
@@ -47,6 +47,7 @@ def openapi_document() -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     for route in ROUTES:
         paths.setdefault(route.path, {})[route.method.lower()] = _operation(route)
+    paths["/v1/events"] = {"get": _events_operation()}
     return {
         "openapi": "3.1.0",
         "info": {
@@ -108,6 +109,37 @@ def _operation(route: Route) -> dict[str, Any]:
     if params:
         operation["parameters"] = params
     return operation
+
+
+def _events_operation() -> dict[str, Any]:
+    """The live event stream: Server-Sent Events, so it is described here, not in the table."""
+    problem = {"application/problem+json": {"schema": {"$ref": _REF.format(model="Problem")}}}
+    return {
+        "operationId": "events",
+        "summary": (
+            "Your live events as Server-Sent Events (event `event`, data LiveEvent JSON, id the "
+            "stream id); resume with Last-Event-ID; `reset` means missed events were trimmed; "
+            "`shutdown` carries a retry hint"
+        ),
+        "security": [{"httpMessageSignature": []}],
+        "parameters": [
+            {"name": "Last-Event-ID", "in": "header", "schema": {"type": "string"}},
+            {"name": "after", "in": "query", "schema": {"type": "string"}},
+        ],
+        "responses": {
+            "200": {
+                "description": "An event stream",
+                "content": {
+                    "text/event-stream": {"schema": {"$ref": _REF.format(model="LiveEvent")}}
+                },
+            },
+            "400": {"description": "Problem: `bad_request`", "content": problem},
+            "401": {
+                "description": "Problem: `unauthenticated`, `replayed`, `unknown_party`",
+                "content": problem,
+            },
+        },
+    }
 
 
 def _error_responses(route: Route) -> dict[str, Any]:
