@@ -6,7 +6,9 @@ Starts `channel serve` (embedded Redis, appendfsync always) in a temp dir and me
   2. send latency p50/p99 at half the measured rate (open loop);
   3. send → inbox → open latency p50/p99 through the typed client;
   4. Redis memory per queued 1 KB letter;
-  5. `channel --help` start-up time.
+  5. send → live event latency p50/p99 (send through replica A, watcher on replica B), with one
+     replica (A = B) and with two `channel serve` processes sharing one Redis;
+  6. `channel --help` start-up time.
 """
 
 from __future__ import annotations
@@ -37,9 +39,15 @@ BODY_1K = "x" * 1024
 
 
 @contextmanager
-def courier(workers: int, fsync: str) -> Iterator[tuple[str, str]]:
-    """A real `channel serve` process; yields (base URL, Redis URL)."""
-    data = Path(tempfile.mkdtemp(prefix="bench-"))
+def courier(
+    workers: int, fsync: str, *, data: Path | None = None, redis_url: str | None = None
+) -> Iterator[tuple[str, str]]:
+    """A real `channel serve` process; yields (base URL, Redis URL).
+
+    With `redis_url` it joins that Redis as another replica (same data dir, so same courier key).
+    """
+    owned = data is None
+    data = data or Path(tempfile.mkdtemp(prefix="bench-"))
     command = [
         sys.executable,
         "-m",
@@ -55,7 +63,10 @@ def courier(workers: int, fsync: str) -> Iterator[tuple[str, str]]:
         "--log-level",
         "warning",
     ]
-    env = os.environ | {"CHANNEL_FSYNC": fsync}
+    if redis_url:
+        command += ["--redis", redis_url]
+    # Per-party rate limits guard a real courier; the load here is deliberate, so they are off.
+    env = os.environ | {"CHANNEL_FSYNC": fsync, "CHANNEL_RATE_LIMIT_PER_SECOND": "0"}
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
     try:
         assert process.stdout is not None
@@ -64,11 +75,12 @@ def courier(workers: int, fsync: str) -> Iterator[tuple[str, str]]:
         if not match:
             raise SystemExit(f"the courier did not start: {line!r}")
         time.sleep(0.5 * workers)  # let the other workers bind the port
-        yield match.group(1), f"unix://{data}/redis/redis.sock"
+        yield match.group(1), redis_url or f"unix://{data}/redis/redis.sock"
     finally:
         process.terminate()
         process.wait(timeout=20)
-        shutil.rmtree(data, ignore_errors=True)
+        if owned:
+            shutil.rmtree(data, ignore_errors=True)
 
 
 def _free_port() -> int:
@@ -196,6 +208,37 @@ async def memory_per_letter(base: str, redis_url: str, letters: int) -> tuple[fl
     return (with_nonces - before) / letters, (letters_only - before) / letters
 
 
+async def delivery_latency(send_via: str, watch_via: str, rounds: int, tag: str) -> list[float]:
+    """Seconds from just before a send (replica A) to its event at a watcher (replica B)."""
+    sender = PartyKeys.generate(f"bench.live-sender-{tag}")
+    recipient = PartyKeys.generate(f"bench.live-recipient-{tag}")
+    async with Client(send_via, sender) as on_a, Client(watch_via, recipient) as on_b:
+        await on_a.register()
+        await on_b.register()
+        sealed = [await on_a.seal(recipient.name, BODY_1K) for _ in range(rounds)]
+        arrived: dict[str, float] = {}
+        ready = asyncio.Event()
+
+        async def watch() -> None:
+            ready.set()
+            async for event in on_b.watch():
+                if event.kind == "letter":
+                    arrived[event.letter_id] = time.perf_counter()
+                    if len(arrived) == rounds:
+                        return
+
+        watcher = asyncio.create_task(watch())
+        await ready.wait()
+        await asyncio.sleep(0.3)  # the stream is open
+        sent: dict[str, float] = {}
+        for letter in sealed:
+            sent[letter.envelope.id] = time.perf_counter()
+            await on_a.send(letter)
+            await asyncio.sleep(0.005)
+        await asyncio.wait_for(watcher, 60)
+    return [arrived[i] - sent[i] for i in sent]
+
+
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(len(ordered) * p))]
@@ -244,7 +287,21 @@ def main() -> None:
             f"Redis memory per queued 1 KB letter: {alone / 1024:.2f} KB "
             f"({with_nonce / 1024:.2f} KB while its request nonce is remembered)"
         )
+    live_delivery(args.fsync)
     print(f"channel --help start-up, median of 10: {cli_startup() * 1000:.0f} ms")
+
+
+def live_delivery(fsync: str) -> None:
+    data = Path(tempfile.mkdtemp(prefix="bench-live-"))
+    try:
+        with courier(1, fsync, data=data) as (a, redis_url):
+            one = asyncio.run(delivery_latency(a, a, 300, "one"))
+            print(f"send → live event, one replica: {spread(one)}")
+            with courier(1, fsync, data=data, redis_url=redis_url) as (b, _):
+                two = asyncio.run(delivery_latency(a, b, 300, "two"))
+                print(f"send on replica A → live event on replica B: {spread(two)}")
+    finally:
+        shutil.rmtree(data, ignore_errors=True)
 
 
 if __name__ == "__main__":
