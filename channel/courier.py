@@ -398,9 +398,10 @@ class Courier:
         """Expire one due letter; a record that cannot be read is logged and skipped, not fatal."""
         try:
             record = await self.store.letter(party, letter_id)
-            if record is None or lifecycle.is_terminal(record.state):
+            if record is None or not self._overdue(record):
                 return False
-            return (await self._touch(record)).state is State.EXPIRED
+            _, issued = await self._apply(record, State.EXPIRED)
+            return issued
         except StoreUnavailable:
             raise
         except Exception:
@@ -446,9 +447,21 @@ class Courier:
         release: bool = False,
     ) -> LetterRecord:
         """Apply `event` with compare-and-set on the chain head, re-reading on a lost race."""
+        advanced, _ = await self._apply(record, event, reason, recipient_signature, release)
+        return advanced
+
+    async def _apply(
+        self,
+        record: LetterRecord,
+        event: State,
+        reason: str | None = None,
+        recipient_signature: bytes | None = None,
+        release: bool = False,
+    ) -> tuple[LetterRecord, bool]:
+        """`_advance`, also saying whether this call issued the receipt (or found it done)."""
         for _ in range(_CAS_ATTEMPTS):
             if event is State.EXPIRED and lifecycle.is_terminal(record.state):
-                return record  # it ended some other way (or another process expired it) first
+                return record, False  # it ended some other way (or another replica expired it)
             if event is not State.EXPIRED and self._overdue(record):
                 record = await self._advance(record, State.EXPIRED)
                 if record.state is State.EXPIRED:
@@ -480,7 +493,7 @@ class Courier:
                     log.info("letter_expired", letter_id=record.id)
                 advanced = _advanced(record, event, receipts, result.ciphertext)
                 await self._fan_out(envelope, _receipts(advanced))
-                return advanced
+                return advanced, True
             record = await self._reload(record)
         raise StoreUnavailable("the letter is changing too fast; try again")
 

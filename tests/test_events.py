@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from contextlib import aclosing
+from datetime import timedelta
 from pathlib import Path
 
 import aiohttp
@@ -29,6 +30,7 @@ from tests.conftest import (
     CourierFactory,
     PartyFactory,
     assert_problem,
+    free_port,
     identity,
     raw_call,
     signed_headers,
@@ -285,3 +287,70 @@ async def test_a_client_behind_the_capped_stream_is_told_to_resync(
             break
     assert gaps == [True]
     assert first.id is not None
+
+
+async def test_watch_reconnects_by_itself_when_its_courier_restarts(
+    redis: aioredis.Redis,
+    redis_server: EmbeddedRedis,
+    courier_key: Ed25519PrivateKey,
+    tmp_path: Path,
+    director: Client,
+    connect: Connect,
+) -> None:
+    """One watch() keeps going across a courier restart and misses nothing sent meanwhile."""
+    port = free_port()
+    settings = Settings(open_registration=True, data_dir=tmp_path, port=port)
+
+    async def start() -> web.AppRunner:
+        runner = web.AppRunner(create_app(settings, redis_server.url, courier_key))
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        return runner
+
+    courier = await start()
+    quds = connect(f"http://127.0.0.1:{port}", PartyKeys.generate(QUDS))
+    await quds.register()
+    watching = asyncio.create_task(take(quds, 3))
+    await asyncio.sleep(0.3)
+    first, _ = await director.send_letter(QUDS, "before the restart")
+    await asyncio.sleep(0.3)
+    await courier.cleanup()
+    during, _ = await director.send_letter(QUDS, "while it is down")
+    courier = await start()
+    after, _ = await director.send_letter(QUDS, "after the restart")
+    try:
+        events = await asyncio.wait_for(watching, WAIT)
+    finally:
+        await courier.cleanup()
+    assert [e.letter_id for e in events] == [
+        first.envelope.id,
+        during.envelope.id,
+        after.envelope.id,
+    ]
+
+
+async def test_two_replicas_sweeping_at_once_expire_each_letter_exactly_once(
+    director: Client, quds: Client, redis_server: EmbeddedRedis, courier_key: Ed25519PrivateKey
+) -> None:
+    """Concurrent sweepers on two replicas: one `expired` receipt and one event per letter."""
+    letters = [
+        await director.seal(QUDS, f"deadline {n}", expires_in=timedelta(seconds=1))
+        for n in range(10)
+    ]
+    for letter in letters:
+        await director.send(letter)
+    await asyncio.sleep(1.1)
+    stores = [Store.from_url(redis_server.url) for _ in range(2)]
+    try:
+        sweepers = [Courier(store, courier_key) for store in stores]
+        expired = await asyncio.gather(*(s.sweep() for s in sweepers for _ in range(3)))
+        assert sum(expired) == len(letters)
+    finally:
+        for store in stores:
+            await store.close()
+    for letter in letters:
+        status = await director.verified_status(letter.envelope.id)
+        assert [r.event for r in status.receipts] == [State.ACCEPTED, State.EXPIRED]
+    sender_events = await take(director, 2 * len(letters), after="0-0")
+    expired_events = [e.letter_id for e in sender_events if e.state is State.EXPIRED]
+    assert sorted(expired_events) == sorted(letter.envelope.id for letter in letters)
