@@ -24,6 +24,9 @@ lint: $(STAMP)
 	$(BIN)/ruff check channel tests bench docs
 	$(BIN)/ruff format --check channel tests bench docs
 	$(BIN)/mypy
+	$(BIN)/hadolint Dockerfile
+	$(BIN)/yamllint deploy
+	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec deploy/compose.yaml
 
 format: $(STAMP)
 	$(BIN)/ruff format channel tests bench docs
