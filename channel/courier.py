@@ -27,6 +27,7 @@ from channel.errors import (
     InvalidTransition,
     LetterExpired,
     LetterIdConflict,
+    Misconfigured,
     NameTaken,
     RegistrationClosed,
     Replayed,
@@ -107,8 +108,25 @@ class Courier:
         self._clock = clock
         # Told of each receipt the courier issues, by event (the server's metrics count them).
         self._on_event = on_event or _ignore
+        self._claimed = False
         # Registered keys never change (names are never taken over), so they can be cached forever.
         self._parties: dict[str, PublicKeys] = {}
+
+    async def claim_store(self) -> None:
+        """Refuse to run against a store whose receipts another courier key signed.
+
+        Checked once, at start; if Redis was down then, before the first receipt is issued.
+        """
+        if self._claimed:
+            return
+        registered = await self.store.courier_key(self.public_key)
+        if registered != self.public_key:
+            raise Misconfigured(
+                f"this courier's key ({fingerprint(self.public_key)}) is not the key its store "
+                f"belongs to ({fingerprint(registered)}): every replica must share one "
+                "courier.key (see docs/deploy.md)"
+            )
+        self._claimed = True
 
     def courier_key(self) -> CourierKey:
         return CourierKey(signing_key=self.public_key, fingerprint=fingerprint(self.public_key))
@@ -197,6 +215,7 @@ class Courier:
         The request's nonce is claimed by the same script that files the sender's outbox entry:
         one round trip (and one fsync) fewer on the service's hottest path.
         """
+        await self.claim_store()
         sender, env = signed.party, letter.envelope
         if env.sender != sender:
             raise Forbidden("you can only send letters sealed in your own name")
@@ -366,10 +385,17 @@ class Courier:
 
         A crash between the recipient's transition and this step leaves the mark in place, and
         the sweeper repeats the step (`_repair_fan_out`): the sender misses nothing.
+        A store failure here is treated the same way, not raised: the transition is already
+        stored (on a Redis Cluster the sender's slot may be on a dead master while the
+        recipient's is fine), and an `opened` letter's ciphertext, released once, must still
+        reach its recipient.
         """
         events = [_event(env, r, "receipt") for r in receipts]
-        await self.store.fan_out(env.sender, env.id, events)
-        await self.store.settle_fanout(env.recipient, env.id, len(receipts))
+        try:
+            await self.store.fan_out(env.sender, env.id, events)
+            await self.store.settle_fanout(env.recipient, env.id, len(receipts))
+        except StoreUnavailable as exc:
+            log.warning("fan_out_deferred", letter_id=env.id, sender=env.sender, error=exc.detail)
 
     async def _repair_fan_out(self, recipient: str, limit: int) -> None:
         """Finish fan-outs to senders that a crashed (or still running) request left marked."""
@@ -459,6 +485,7 @@ class Courier:
         release: bool = False,
     ) -> tuple[LetterRecord, bool]:
         """`_advance`, also saying whether this call issued the receipt (or found it done)."""
+        await self.claim_store()
         for _ in range(_CAS_ATTEMPTS):
             if event is State.EXPIRED and lifecycle.is_terminal(record.state):
                 return record, False  # it ended some other way (or another replica expired it)

@@ -22,7 +22,9 @@ Every error a user can cause is one of these. The server renders them as RFC 945
     │   ├── LetterIdConflict    409  letter_id_conflict
     │   └── InvalidTransition   409  invalid_transition  (already opened, returned, ...)
     │       └── LetterExpired   409  letter_expired
+    ├── RateLimited             429  rate_limited        (too many requests; Retry-After says when)
     ├── StoreUnavailable        503  store_unavailable
+    ├── Misconfigured           500  misconfigured       (the courier refuses to start)
     └── (client side only, never sent by the server)
         ├── ServerUnreachable        server_unreachable
         ├── KeyringError             keyring
@@ -160,10 +162,32 @@ class LetterExpired(InvalidTransition):
     code, title = "letter_expired", "Letter expired"
 
 
+class RateLimited(ChannelError):
+    """The party sent more requests than its rate limit allows; Retry-After says when to retry."""
+
+    status, code, title, exit_code = 429, "rate_limited", "Too many requests", 6
+
+    def __init__(self, detail: str | None = None, *, retry_after_ms: int = 1000) -> None:
+        super().__init__(detail, retry_after_ms=retry_after_ms)
+        self.retry_after_ms = retry_after_ms
+
+    @property
+    def retry_after(self) -> int:
+        """Whole seconds to wait, rounded up (the Retry-After header)."""
+        return max(1, -(-self.retry_after_ms // 1000))
+
+
 class StoreUnavailable(ChannelError):
     """The courier cannot reach its Redis store."""
 
     status, code, title, exit_code = 503, "store_unavailable", "Store unavailable", 6
+
+
+class Misconfigured(ChannelError):
+    """The courier cannot start safely: e.g. its key differs from the one its store was
+    started with, so its receipts would not verify against the key parties have pinned."""
+
+    status, code, title, exit_code = 500, "misconfigured", "Courier misconfigured", 9
 
 
 class ServerUnreachable(ChannelError):
@@ -206,7 +230,15 @@ def error_from_problem(status: int, problem: dict[str, Any]) -> ChannelError:
 
 
 def _fallback_for_status(status: int) -> type[ChannelError]:
-    for cls in (BadRequest, Unauthenticated, Forbidden, NotFound, Conflict, StoreUnavailable):
+    for cls in (
+        BadRequest,
+        Unauthenticated,
+        Forbidden,
+        NotFound,
+        Conflict,
+        RateLimited,
+        StoreUnavailable,
+    ):
         if cls.status == status:
             return cls
     return BadRequest if 400 <= status < 500 else ChannelError

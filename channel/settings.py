@@ -1,14 +1,23 @@
-"""Courier settings: flags override `CHANNEL_*` environment variables, which override defaults."""
+"""Courier settings, in precedence order: flags, `CHANNEL_*` environment variables, a TOML config
+file (`--config FILE` or `CHANNEL_CONFIG`) whose keys are the field names, then the defaults."""
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
-from typing import Literal
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any, Literal
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import platformdirs
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from channel.errors import BadRequest
 
 DEFAULT_PORT = 8700
 
@@ -18,13 +27,18 @@ def default_data_dir() -> Path:
 
 
 def redact_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username or ''}:***@{parts.hostname}" + (
-        f":{parts.port}" if parts.port else ""
+    """`url` with its password, in the user info or a `password=` query parameter, shown as ***."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "(an unreadable URL, hidden)"
+    userinfo, at, hosts = parts.netloc.rpartition("@")
+    netloc = f"{userinfo.partition(':')[0]}:***@{hosts}" if at and ":" in userinfo else parts.netloc
+    query = "&".join(
+        "password=***" if unquote(pair.partition("=")[0]).lower() == "password" else pair
+        for pair in parts.query.split("&")
     )
-    return urlunsplit(parts._replace(netloc=netloc))
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
 class Settings(BaseSettings):
@@ -44,6 +58,37 @@ class Settings(BaseSettings):
     log_level: str = "info"
     # appendfsync for the embedded Redis: "always" is the durability promise; benchmarks compare.
     fsync: Literal["always", "everysec"] = "always"
+    # Per-party token bucket on signed requests: refill per second and capacity. 0 turns it off.
+    rate_limit_per_second: float = Field(50, ge=0)
+    rate_limit_burst: int = Field(100, ge=0)
+    # The TOML file the settings above were read from, if any (env CHANNEL_CONFIG).
+    config: Path | None = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        path = init_settings().get("config") or env_settings().get("config")
+        if path is None:
+            return init_settings, env_settings, dotenv_settings, file_secret_settings
+        from_file = InitSettingsSource(settings_cls, read_config_file(Path(path)))
+        return init_settings, env_settings, from_file, dotenv_settings, file_secret_settings
+
+    @property
+    def rate_limited(self) -> bool:
+        return self.rate_limit_per_second > 0 and self.rate_limit_burst > 0
+
+    def redacted(self) -> dict[str, Any]:
+        """The settings as JSON values, with the Redis URL's password shown as ***."""
+        shown = self.model_dump(mode="json")
+        secret = self.redis_url.get_secret_value() if self.redis_url else None
+        shown["redis_url"] = redact_url(secret) if secret else None
+        return shown
 
     def __repr__(self) -> str:
         shown = self.model_dump(exclude={"redis_url"})
@@ -53,3 +98,37 @@ class Settings(BaseSettings):
         return f"Settings({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
 
     __str__ = __repr__
+
+
+_PATHS = ("data_dir", "directory")  # read relative to the config file's own directory
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """The settings in a TOML config file; unknown keys are refused, not silently ignored."""
+    try:
+        values = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise BadRequest(f"cannot read the config file {path}: {exc.strerror or exc}") from None
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise BadRequest(f"the config file {path} is not valid TOML: {exc}") from None
+    known = set(Settings.model_fields) - {"config"}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise BadRequest(
+            f"the config file {path} has unknown settings: {', '.join(unknown)} "
+            f"(known: {', '.join(sorted(known))})"
+        )
+    for key in _PATHS:
+        if isinstance(values.get(key), str):
+            values[key] = path.parent / Path(values[key]).expanduser()
+    return values
+
+
+def load_settings(**given: Any) -> Settings:
+    """Settings from the given flags (None: not given), the environment, the config file and the
+    defaults. A bad value is a BadRequest naming the setting."""
+    try:
+        return Settings(**{key: value for key, value in given.items() if value is not None})
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        raise BadRequest(f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from None

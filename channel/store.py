@@ -22,6 +22,7 @@ repeats it); readers skip outbox entries whose letter does not exist (yet).
     bc:{P}:fanout           zset    letters to P whose receipts its sender's stream may still lack
     bc:{P}:fanned           hash    letter id -> how many of its events P (as sender) has had
     bc:parties              set     every registered name (the sweeper walks it)
+    bc:courier              string  the courier's public key: every replica must sign with it
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
-from redis.exceptions import RedisClusterException, RedisError
+from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 
 from channel.errors import StoreUnavailable
 from channel.lifecycle import State
@@ -48,6 +49,7 @@ PREFIX = "bc"
 # Each party's event stream keeps about this many events; a client further behind must resync.
 EVENTS_MAXLEN = 10_000
 PARTIES_KEY = f"{PREFIX}:parties"
+COURIER_KEY = f"{PREFIX}:courier"
 # `redis+cluster://[user:password@]host:port[,host:port...]`: a Redis Cluster (docs/cluster.md).
 CLUSTER_SCHEME = "redis+cluster://"
 # What a store failure looks like. The cluster client's own errors (no reachable node, a slot no
@@ -140,8 +142,19 @@ class Store:
             return False
 
     async def _run(self, script: str, keys: list[str], args: list[Any]) -> Any:
+        """Run a script. On a cluster, a master that lacks it (new, or restarted) gets it by EVAL,
+        which also caches it there: redis-py's own fallback, SCRIPT LOAD, goes to every master,
+        so one dead master would stop every script not yet loaded on the others."""
         try:
-            return await self._scripts[script](keys=keys, args=args)
+            if not isinstance(self._redis, RedisCluster):
+                return await self._scripts[script](keys=keys, args=args)
+            sha = self._scripts[script].sha
+            try:
+                return await self._redis.execute_command("EVALSHA", sha, len(keys), *keys, *args)
+            except NoScriptError:
+                return await self._redis.execute_command(
+                    "EVAL", _lua(script), len(keys), *keys, *args
+                )
         except _FAILURES as exc:
             raise self._failed(exc) from exc
 
@@ -175,6 +188,12 @@ class Store:
             # repairs a crash between the two), so only registered names reach the sweeper.
             await self._call("SADD", PARTIES_KEY, name)
         return outcome
+
+    async def courier_key(self, public_key: bytes) -> bytes:
+        """The courier key this store belongs to: the first one offered, kept forever."""
+        await self._call("SET", COURIER_KEY, public_key, "NX")
+        stored: bytes = await self._call("GET", COURIER_KEY)
+        return stored
 
     async def get_party(self, name: str) -> StoredParty | None:
         fields = await self._call(

@@ -52,7 +52,9 @@ async def test_every_route_is_documented(served: dict[str, Any]) -> None:
     documented = {(method.upper(), path) for path, ops in served["paths"].items() for method in ops}
     table = {(route.method, route.path) for route in ROUTES}
     assert documented == table | {("GET", "/v1/events")}
-    assert "text/event-stream" in served["paths"]["/v1/events"]["get"]["responses"]["200"]["content"]
+    assert (
+        "text/event-stream" in served["paths"]["/v1/events"]["get"]["responses"]["200"]["content"]
+    )
     for route in ROUTES:
         operation = served["paths"][route.path][route.method.lower()]
         assert str(route.status) in operation["responses"]

@@ -68,6 +68,12 @@ async def _pair(urls: tuple[str, str], connect: Connect) -> Pair:
     return Pair(*sides)
 
 
+@pytest.fixture(autouse=True)
+def no_rate_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The races are under test, not the rate limit: these bursts are far over a party's limit."""
+    monkeypatch.setenv("CHANNEL_RATE_LIMIT_PER_SECOND", "0")
+
+
 @pytest.fixture
 async def pair(start_courier: CourierFactory, connect: Connect) -> Pair:
     """Director and commander, each with a client on each of two couriers."""

@@ -83,6 +83,10 @@ def _courier_context(
         app[COURIER] = courier
         task = None
         try:
+            try:
+                await courier.claim_store()
+            except StoreUnavailable:
+                log.warning("store_unreachable_at_start")  # checked again before any request
             if settings.directory is not None:
                 await pin_directory(courier, settings.directory)
             if sweeper:
@@ -193,9 +197,9 @@ async def problems(
     except ChannelError as exc:
         response = _problem(exc, request)
     except web.HTTPRequestEntityTooLarge:
-        response = _problem(
-            PayloadTooLarge("the request body is larger than the courier accepts"), request
-        )
+        limit = request.app[SETTINGS].max_body_bytes
+        detail = f"the request body is larger than the courier accepts ({limit} bytes at most)"
+        response = _problem(PayloadTooLarge(detail, max_bytes=limit), request)
     except web.HTTPMethodNotAllowed as exc:
         response = _problem(MethodNotAllowed(f"{request.method} is not allowed here"), request)
         response.headers["Allow"] = exc.headers.get("Allow", "")

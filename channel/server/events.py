@@ -19,6 +19,7 @@ from aiohttp_sse import EventSourceResponse, sse_response
 from channel.courier import Courier
 from channel.errors import StoreUnavailable
 from channel.httpsig import RequestView
+from channel.server import limits, metrics
 
 log = structlog.get_logger("channel.events")
 
@@ -30,11 +31,12 @@ PING_SECONDS = 15.0
 
 
 async def events_endpoint(request: web.Request) -> web.StreamResponse:
-    from channel.server.app import COURIER
+    from channel.server.app import COURIER, SETTINGS
 
     courier: Courier = request.app[COURIER]
     view = RequestView(request.method, f"http://courier{request.raw_path}", dict(request.headers))
     signed = await courier.authenticate(view, b"")
+    await limits.take_token(courier.store, request.app[SETTINGS], signed.party)
     await courier.claim(signed)
     structlog.contextvars.bind_contextvars(party=signed.party)
     given = request.headers.get("Last-Event-ID") or request.query.get("after")
@@ -42,6 +44,7 @@ async def events_endpoint(request: web.Request) -> web.StreamResponse:
     streams = request.app[STREAMS]
     async with sse_response(request, ping_interval=PING_SECONDS) as stream:
         streams.add(stream)
+        metrics.stream_opened()
         log.info("event_stream_opened", resumed_from=given)
         try:
             if trimmed:
@@ -56,6 +59,7 @@ async def events_endpoint(request: web.Request) -> web.StreamResponse:
             log.warning("event_stream_store_failed", error=exc.detail)
         finally:
             streams.discard(stream)
+            metrics.stream_closed()
             log.info("event_stream_closed")
     return stream
 

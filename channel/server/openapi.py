@@ -138,6 +138,7 @@ def _events_operation() -> dict[str, Any]:
                 "description": "Problem: `unauthenticated`, `replayed`, `unknown_party`",
                 "content": problem,
             },
+            "429": {"description": "Problem: `rate_limited`", "content": problem},
         },
     }
 

@@ -23,6 +23,7 @@ from channel.errors import (
     LetterIdConflict,
     NameTaken,
     PayloadTooLarge,
+    RateLimited,
     RegistrationClosed,
     Replayed,
     Unauthenticated,
@@ -263,4 +264,4 @@ ROUTES: tuple[Route, ...] = (
 
 # Errors every route may answer with, and those every signed route may answer with.
 ALWAYS: tuple[type[ChannelError], ...] = (BadRequest, PayloadTooLarge)
-SIGNED: tuple[type[ChannelError], ...] = (Unauthenticated, Replayed, UnknownParty)
+SIGNED: tuple[type[ChannelError], ...] = (Unauthenticated, Replayed, UnknownParty, RateLimited)

@@ -3,6 +3,8 @@
 Workers are separate processes sharing the port (`reuse_port`): CPU in the server is the limit,
 not Redis. The first process owns the embedded Redis and runs the expiry sweeper; the sweeper is
 safe to run anywhere because every transition is a compare-and-set, it just needs to run once.
+Several workers keep their Prometheus metrics in files in a fresh `metrics/` directory of the data
+dir, so that any worker's `/metrics` reports the whole courier.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
+import shutil
 import signal
 import sys
 from pathlib import Path
@@ -18,19 +21,25 @@ from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from channel.embedded import EmbeddedRedis
+from channel.errors import Misconfigured
 from channel.logs import configure_logging
 from channel.seal import fingerprint, raw_private, raw_public
-from channel.server.app import create_app
 from channel.settings import Settings
 
 COURIER_KEY_FILE = "courier.key"
+METRICS_DIR = "metrics"
+# prometheus_client's own variable: where each process keeps its metric files.
+PROMETHEUS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def read_courier_key(data_dir: Path) -> Ed25519PrivateKey | None:
     path = data_dir / COURIER_KEY_FILE
     if not path.exists():
         return None
-    return Ed25519PrivateKey.from_private_bytes(path.read_bytes())
+    raw = path.read_bytes()
+    if len(raw) != 32:
+        raise Misconfigured(f"{path} is not a courier key (32 raw bytes of an Ed25519 key)")
+    return Ed25519PrivateKey.from_private_bytes(raw)
 
 
 def load_courier_key(data_dir: Path) -> Ed25519PrivateKey:
@@ -49,6 +58,8 @@ def load_courier_key(data_dir: Path) -> Ed25519PrivateKey:
 def serve(settings: Settings) -> None:
     configure_logging(settings.log_format, settings.log_level)
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if settings.workers > 1:
+        prepare_metrics_dir(settings.data_dir)
     key = load_courier_key(settings.data_dir)
     embedded = None
     if settings.redis_url is None:
@@ -75,6 +86,21 @@ def serve(settings: Settings) -> None:
             embedded.stop()
 
 
+def prepare_metrics_dir(data_dir: Path) -> Path:
+    """An empty directory for this run's metric files, named to every worker by the environment.
+
+    prometheus_client picks where it keeps values when first imported, so this runs before the
+    app (and with it channel.server.metrics) is imported; spawned workers inherit the variable.
+    """
+    if "prometheus_client" in sys.modules:
+        raise RuntimeError("the metrics directory must be set before prometheus_client is imported")
+    path = data_dir / METRICS_DIR
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(mode=0o700)
+    os.environ[PROMETHEUS_DIR_ENV] = str(path)
+    return path
+
+
 def _worker(settings: Settings, redis_url: str) -> None:
     configure_logging(settings.log_format, settings.log_level)
     key = load_courier_key(settings.data_dir)
@@ -84,6 +110,8 @@ def _worker(settings: Settings, redis_url: str) -> None:
 async def _run(
     settings: Settings, redis_url: str, key: Ed25519PrivateKey, *, announce: bool, sweeper: bool
 ) -> None:
+    from channel.server.app import create_app  # only now: see prepare_metrics_dir
+
     app = create_app(settings, redis_url, key, sweeper=sweeper)
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=10)
     await runner.setup()
