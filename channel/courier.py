@@ -373,11 +373,20 @@ class Courier:
         now_ms = millis(self._clock())
         expired = 0
         for party in await self.store.party_names():
-            for letter_id in await self.store.due_ids(party, now_ms, limit):
-                expired += await self._expire_one(party, letter_id)
-            await self._repair_fan_out(party, limit)
+            try:
+                expired += await self._sweep_party(party, now_ms, limit)
+            except StoreUnavailable as exc:
+                # On a Redis Cluster one party's master may be down; the others still need sweeping.
+                log.warning("sweep_party_failed", party=party, error=exc.detail)
         if expired:
             log.info("letters_expired", count=expired)
+        return expired
+
+    async def _sweep_party(self, party: str, now_ms: int, limit: int) -> int:
+        expired = 0
+        for letter_id in await self.store.due_ids(party, now_ms, limit):
+            expired += await self._expire_one(party, letter_id)
+        await self._repair_fan_out(party, limit)
         return expired
 
     async def _fan_out(self, env: Envelope, receipts: list[Receipt]) -> None:

@@ -53,8 +53,10 @@ COURIER_KEY = f"{PREFIX}:courier"
 # `redis+cluster://[user:password@]host:port[,host:port...]`: a Redis Cluster (docs/cluster.md).
 CLUSTER_SCHEME = "redis+cluster://"
 # What a store failure looks like. The cluster client's own errors (no reachable node, a slot no
-# master serves) are not RedisErrors.
-_FAILURES = (RedisError, OSError, RedisClusterException)
+# master serves) are not RedisErrors. Nor is a connection closed under a write: redis-py 8.1 lets
+# that escape as AttributeError or TypeError (redis/redis-py#3546, #4287); the cluster client
+# hits it when a master dies mid-request. Only Redis calls sit inside the `try` blocks.
+_FAILURES = (RedisError, OSError, RedisClusterException, AttributeError, TypeError)
 
 Admission = Literal["open", "invite", "pinned"]
 Registration = Literal["created", "exists", "taken", "closed"]
