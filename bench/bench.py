@@ -8,7 +8,9 @@ Starts `channel serve` (embedded Redis, appendfsync always) in a temp dir and me
   4. Redis memory per queued 1 KB letter;
   5. send → live event latency p50/p99 (send through replica A, watcher on replica B), with one
      replica (A = B) and with two `channel serve` processes sharing one Redis;
-  6. `channel --help` start-up time.
+  6. scale-out: sends/s and send → live event latency with one replica and with two, on a single
+     Redis and on a local three-master Redis Cluster;
+  7. `channel --help` start-up time.
 """
 
 from __future__ import annotations
@@ -91,12 +93,14 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def register_pairs(base: str, pairs: int) -> list[tuple[PartyKeys, PartyKeys]]:
+async def register_pairs(
+    base: str, pairs: int, tag: str = "main"
+) -> list[tuple[PartyKeys, PartyKeys]]:
     out = []
     async with Client(base) as anonymous:
         for i in range(pairs):
-            sender = PartyKeys.generate(f"bench.sender-{i}")
-            recipient = PartyKeys.generate(f"bench.recipient-{i}")
+            sender = PartyKeys.generate(f"bench.{tag}.sender-{i}")
+            recipient = PartyKeys.generate(f"bench.{tag}.recipient-{i}")
             await anonymous.as_party(sender).register()
             await anonymous.as_party(recipient).register()
             out.append((sender, recipient))
@@ -130,19 +134,23 @@ def prepare_sends(
 
 
 async def fire(
-    base: str, prepared: list[tuple[bytes, dict[str, str]]], concurrency: int, rate: float | None
+    bases: list[str],
+    prepared: list[tuple[bytes, dict[str, str]]],
+    concurrency: int,
+    rate: float | None,
 ) -> tuple[float, list[float], int]:
-    """POST every prepared send; closed loop at `concurrency`, or open loop at `rate` per second."""
-    url = f"{base}/v1/letters"
+    """POST every prepared send, spread over the replicas in `bases` (signatures cover the path,
+    not the host); closed loop at `concurrency`, or open loop at `rate` per second."""
+    urls = [f"{base}/v1/letters" for base in bases]
     latencies: list[float] = []
     failures = 0
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector) as session:
 
-        async def one(body: bytes, headers: dict[str, str]) -> None:
+        async def one(n: int, body: bytes, headers: dict[str, str]) -> None:
             nonlocal failures
             start = time.perf_counter()
-            async with session.post(url, data=body, headers=headers) as reply:
+            async with session.post(urls[n % len(urls)], data=body, headers=headers) as reply:
                 await reply.read()
                 if reply.status != 201:
                     failures += 1
@@ -150,11 +158,11 @@ async def fire(
 
         started = time.perf_counter()
         if rate is None:
-            queue = iter(prepared)
+            queue = iter(enumerate(prepared))
 
             async def worker() -> None:
-                for body, headers in queue:
-                    await one(body, headers)
+                for n, (body, headers) in queue:
+                    await one(n, body, headers)
 
             await asyncio.gather(*(worker() for _ in range(concurrency)))
         else:
@@ -163,7 +171,7 @@ async def fire(
                 delay = started + i / rate - time.perf_counter()
                 if delay > 0:
                     await asyncio.sleep(delay)
-                tasks.append(asyncio.create_task(one(body, headers)))
+                tasks.append(asyncio.create_task(one(i, body, headers)))
             await asyncio.gather(*tasks)
         elapsed = time.perf_counter() - started
     return elapsed, latencies, failures
@@ -273,12 +281,12 @@ def main() -> None:
     with courier(args.workers, args.fsync) as (base, redis_url):
         pairs = asyncio.run(register_pairs(base, 16))
         prepared = prepare_sends(base, pairs, args.sends)
-        elapsed, latencies, failures = asyncio.run(fire(base, prepared, args.concurrency, None))
+        elapsed, latencies, failures = asyncio.run(fire([base], prepared, args.concurrency, None))
         rate = len(prepared) / elapsed
         print(f"full sends/s, closed loop at {args.concurrency} connections: {rate:,.0f}")
         print(f"  latency {spread(latencies)}  failures {failures}")
         half = prepare_sends(base, pairs, min(args.sends, int(rate / 2 * 3)))
-        elapsed, latencies, failures = asyncio.run(fire(base, half, args.concurrency, rate / 2))
+        elapsed, latencies, failures = asyncio.run(fire([base], half, args.concurrency, rate / 2))
         print(f"send at {rate / 2:,.0f}/s, open loop: {spread(latencies)}  failures {failures}")
         trips = asyncio.run(round_trips(base, 300))
         print(f"send → inbox → open, typed client, one at a time: {spread(trips)}")
@@ -288,7 +296,50 @@ def main() -> None:
             f"({with_nonce / 1024:.2f} KB while its request nonce is remembered)"
         )
     live_delivery(args.fsync)
+    scale_out(args.fsync, min(args.sends, 3000))
     print(f"channel --help start-up, median of 10: {cli_startup() * 1000:.0f} ms")
+
+
+def scale_out(fsync: str, sends: int) -> None:
+    """Sends/s and send → live event latency, one replica vs two, single Redis vs cluster."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from tests.cluster import LocalCluster  # the tests' three-master cluster
+
+    print("scale-out (each replica one `channel serve` process with one worker):")
+    data = Path(tempfile.mkdtemp(prefix="bench-scale-"))
+    cluster = LocalCluster(data / "cluster")
+    try:
+        single = data / "single"
+        with (
+            courier(1, fsync, data=single) as (a, url),
+            courier(1, fsync, data=single, redis_url=url) as (b, _),
+        ):
+            _scale_rows("single Redis", [a, b], sends)
+        cluster.start()
+        shared = data / "cluster-couriers"
+        with (
+            courier(1, fsync, data=shared, redis_url=cluster.url) as (a, _),
+            courier(1, fsync, data=shared, redis_url=cluster.url) as (b, _),
+        ):
+            _scale_rows("3-master cluster", [a, b], sends)
+    finally:
+        cluster.stop()
+        shutil.rmtree(data, ignore_errors=True)
+
+
+def _scale_rows(store: str, replicas: list[str], sends: int) -> None:
+    for count in (1, 2):
+        bases = replicas[:count]
+        tag = f"{store.split()[0].lower()}{count}"
+        pairs = asyncio.run(register_pairs(bases[0], 16, tag))
+        prepared = prepare_sends(bases[0], pairs, sends)
+        elapsed, _, failures = asyncio.run(fire(bases, prepared, 64, None))
+        live = asyncio.run(delivery_latency(bases[0], bases[-1], 200, tag))
+        print(
+            f"  {store}, {count} replica{'s' if count > 1 else ''}: "
+            f"{len(prepared) / elapsed:,.0f} sends/s (failures {failures}); "
+            f"send → live event {spread(live)}"
+        )
 
 
 def live_delivery(fsync: str) -> None:
