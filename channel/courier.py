@@ -401,7 +401,7 @@ class Courier:
         """
         events = [_event(env, r, "receipt") for r in receipts]
         try:
-            await self.store.fan_out(env.sender, env.id, events)
+            await self.store.fan_out(env.sender, env.id, env.digest(), events)
             await self.store.settle_fanout(env.recipient, env.id, len(receipts))
         except StoreUnavailable as exc:
             log.warning("fan_out_deferred", letter_id=env.id, sender=env.sender, error=exc.detail)
@@ -409,11 +409,18 @@ class Courier:
     async def _repair_fan_out(self, recipient: str, limit: int) -> None:
         """Finish fan-outs to senders that a crashed (or still running) request left marked."""
         for letter_id in await self.store.pending_fanout(recipient, limit):
-            record = await self.store.letter(recipient, letter_id)
-            if record is None:
-                await self.store.settle_fanout(recipient, letter_id, _GONE)
-                continue
-            await self._fan_out(Envelope.model_validate_json(record.envelope), _receipts(record))
+            try:
+                record = await self.store.letter(recipient, letter_id)
+                if record is None:
+                    await self.store.settle_fanout(recipient, letter_id, _GONE)
+                    continue
+                envelope = Envelope.model_validate_json(record.envelope)
+                await self._fan_out(envelope, _receipts(record))
+            except StoreUnavailable:
+                raise
+            except Exception:
+                # As with expiry: one unreadable record must not stop the rest.
+                log.exception("unreadable_letter", party=recipient, letter_id=letter_id)
 
     async def events(
         self, party: str, after: str, *, block_ms: int | None = None

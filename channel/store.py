@@ -345,10 +345,11 @@ class Store:
 
     # --- live events ---------------------------------------------------------------------------
 
-    async def fan_out(self, sender: str, letter_id: str, events: list[bytes]) -> int:
+    async def fan_out(self, sender: str, letter_id: str, digest: str, events: list[bytes]) -> int:
         """Give the sender the letter's events it lacks (all of them passed, in order)."""
         keys = [_party(sender, "fanned"), _party(sender, "events")]
-        return int(await self._run("fan_out", keys, [letter_id, EVENTS_MAXLEN, *events]))
+        args = [letter_id, EVENTS_MAXLEN, digest, *events]
+        return int(await self._run("fan_out", keys, args))
 
     async def settle_fanout(self, recipient: str, letter_id: str, count: int) -> None:
         await self._run("settle_fanout", [_party(recipient, "fanout")], [letter_id, count])

@@ -354,3 +354,35 @@ async def test_two_replicas_sweeping_at_once_expire_each_letter_exactly_once(
     sender_events = await take(director, 2 * len(letters), after="0-0")
     expired_events = [e.letter_id for e in sender_events if e.state is State.EXPIRED]
     assert sorted(expired_events) == sorted(letter.envelope.id for letter in letters)
+
+
+async def test_a_reused_letter_id_gets_its_own_sender_events(
+    redis: aioredis.Redis, redis_server: EmbeddedRedis
+) -> None:
+    """Fan-out counts per envelope digest: a later letter under an old id starts from zero."""
+    store = Store.from_url(redis_server.url)
+    try:
+        letter_id, old, new = "5" * 26, "aa" * 32, "bb" * 32
+        assert await store.fan_out(DIRECTOR, letter_id, old, [b'{"n":0}', b'{"n":1}']) == 2
+        assert await store.fan_out(DIRECTOR, letter_id, old, [b'{"n":0}', b'{"n":1}']) == 0
+        assert await store.fan_out(DIRECTOR, letter_id, new, [b'{"n":"new"}']) == 1
+        events = await store.events_after(DIRECTOR, "0-0")
+        assert [data for _, data in events] == [b'{"n":0}', b'{"n":1}', b'{"n":"new"}']
+    finally:
+        await store.close()
+
+
+async def test_an_unreadable_marked_letter_does_not_stop_fan_out_repair(
+    director: Client, quds: Client, redis: aioredis.Redis, local_courier: Courier
+) -> None:
+    """A fan-out mark on a record that cannot be read is skipped; other parties are repaired."""
+    await redis.sadd("bc:parties", "aa.unreadable")
+    await redis.zadd("bc:{aa.unreadable}:fanout", {"0" * 26: 1})
+    await redis.hset(f"bc:{{aa.unreadable}}:letter:{'0' * 26}", mapping={"state": "misplaced"})
+    sealed, _ = await director.send_letter(QUDS, "fanned out before the test breaks it")
+    # Undo the sender's copy and re-mark the letter, as if the courier died after its first step.
+    await redis.delete(f"bc:{{{DIRECTOR}}}:events", f"bc:{{{DIRECTOR}}}:fanned")
+    await redis.zadd(f"bc:{{{QUDS}}}:fanout", {sealed.envelope.id: 1})
+    await local_courier.sweep()
+    copied = await local_courier.store.events_after(DIRECTOR, "0-0")
+    assert [json.loads(data)["letter_id"] for _, data in copied] == [sealed.envelope.id]
