@@ -3,10 +3,12 @@ driven by the real client. No mocks, no fakeredis."""
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,6 +63,30 @@ def courier_key() -> Ed25519PrivateKey:
 CourierFactory = Callable[..., Awaitable[str]]
 
 
+@asynccontextmanager
+async def couriers(
+    redis_url: str, key: Ed25519PrivateKey, data_dir: Path, **defaults: object
+) -> AsyncIterator[CourierFactory]:
+    """A factory of couriers on real sockets sharing one store and key; stops them all after."""
+    runners: list[web.AppRunner] = []
+
+    async def start(**overrides: object) -> str:
+        options = {"open_registration": True, "data_dir": data_dir, "port": 0}
+        options |= defaults | overrides
+        app = create_app(Settings(**options), redis_url, key)  # type: ignore[arg-type]
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        runners.append(runner)
+        return f"http://127.0.0.1:{runner.addresses[0][1]}"
+
+    try:
+        yield start
+    finally:
+        for runner in runners:
+            await runner.cleanup()
+
+
 @pytest.fixture
 async def start_courier(
     redis: aioredis.Redis,
@@ -69,21 +95,8 @@ async def start_courier(
     tmp_path: Path,
 ) -> AsyncIterator[CourierFactory]:
     """Start couriers on real sockets (several may share the Redis); returns each base URL."""
-    runners: list[web.AppRunner] = []
-
-    async def start(**overrides: object) -> str:
-        options: dict[str, object] = {"open_registration": True, "data_dir": tmp_path, "port": 0}
-        options.update(overrides)
-        app = create_app(Settings(**options), redis_server.url, courier_key)  # type: ignore[arg-type]
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        runners.append(runner)
-        return f"http://127.0.0.1:{runner.addresses[0][1]}"
-
-    yield start
-    for runner in runners:
-        await runner.cleanup()
+    async with couriers(redis_server.url, courier_key, tmp_path) as start:
+        yield start
 
 
 @pytest.fixture
@@ -286,3 +299,22 @@ def identity(acting: Client) -> PartyKeys:
     """The private keys a party client acts with."""
     assert acting.identity is not None
     return acting.identity
+
+
+# Letters whose subjects and bodies must never appear in the store, raw or base64.
+SECRETS = [
+    ("Operation Nightjar at the Baghdad airport", "The asset code-named KESTREL is ready."),
+    ("Quarterly exchange of prisoners", "Proposal: twelve for twelve at the border crossing."),
+    ("Ceasefire terms, second draft", "Artillery withdraws 20 km behind the line by Friday."),
+]
+
+
+def plaintext_needles(text: str) -> list[bytes]:
+    """The text's bytes, and its base64 at each of the three alignments (minus ragged ends)."""
+    raw = text.encode()
+    needles = [raw]
+    for shift in range(3):
+        encoded = base64.b64encode(raw[shift:])
+        needles.append(encoded[4:-4])
+        needles.append(base64.urlsafe_b64encode(raw[shift:])[4:-4])
+    return needles

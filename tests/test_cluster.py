@@ -7,10 +7,9 @@ party's hash tag, so one slot, so one master), and every step is checked through
 from __future__ import annotations
 
 import asyncio
-import base64
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -19,7 +18,6 @@ from typing import Any
 import aiohttp
 import pytest
 import redis.asyncio as aioredis
-from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from redis.crc import key_slot
 
@@ -32,16 +30,18 @@ from channel.lifecycle import TERMINAL, State
 from channel.models import LiveEvent, Receipt, RegisterRequest, SealedLetter
 from channel.names import new_letter_id
 from channel.seal import PartyKeys, decision_for, seal_letter, sign_decision
-from channel.server.app import create_app
-from channel.settings import Settings
 from channel.store import PARTIES_KEY, Store
 from tests.cluster import LocalCluster, Node
 from tests.conftest import (
+    SECRETS,
     Connect,
+    CourierFactory,
     assert_problem,
     check_chain,
+    couriers,
     identity,
     nonce_free,
+    plaintext_needles,
     signed_call,
     store_blobs,
     store_snapshot,
@@ -108,9 +108,6 @@ async def masters(cluster: LocalCluster) -> AsyncIterator[dict[int, aioredis.Red
         await client.aclose()
 
 
-CourierFactory = Callable[..., Awaitable[str]]
-
-
 @pytest.fixture
 async def start_replica(
     masters: dict[int, aioredis.Redis],
@@ -119,28 +116,10 @@ async def start_replica(
     tmp_path: Path,
 ) -> AsyncIterator[CourierFactory]:
     """Start courier replicas on real sockets, all on the cluster, with one courier key."""
-    runners: list[web.AppRunner] = []
-
-    async def start(**overrides: object) -> str:
-        options: dict[str, object] = {
-            "open_registration": True,
-            "data_dir": tmp_path,
-            "port": 0,
-            # High enough never to refuse a test's burst, so the limiter's script still runs.
-            "rate_limit_per_second": 10_000,
-            "rate_limit_burst": 10_000,
-        }
-        options.update(overrides)
-        app = create_app(Settings(**options), cluster.url, courier_key)  # type: ignore[arg-type]
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        runners.append(runner)
-        return f"http://127.0.0.1:{runner.addresses[0][1]}"
-
-    yield start
-    for runner in runners:
-        await runner.cleanup()
+    # Limits high enough never to refuse a test's burst, so the limiter's script still runs.
+    limits = {"rate_limit_per_second": 10_000, "rate_limit_burst": 10_000}
+    async with couriers(cluster.url, courier_key, tmp_path, **limits) as start:
+        yield start
 
 
 @pytest.fixture
@@ -476,21 +455,6 @@ def _without_buckets(snapshots: dict[int, dict[bytes, object]]) -> dict[int, dic
 
 # --- no plaintext anywhere ---------------------------------------------------------------------
 
-SECRETS = [
-    ("Operation Nightjar at the Baghdad airport", "The asset code-named KESTREL is ready."),
-    ("Quarterly exchange of prisoners", "Proposal: twelve for twelve at the border crossing."),
-    ("Ceasefire terms, second draft", "Artillery withdraws 20 km behind the line by Friday."),
-]
-
-
-def _needles(text: str) -> list[bytes]:
-    raw = text.encode()
-    needles = [raw]
-    for shift in range(3):
-        needles.append(base64.b64encode(raw[shift:])[4:-4])
-        needles.append(base64.urlsafe_b64encode(raw[shift:])[4:-4])
-    return needles
-
 
 async def test_plaintext_reaches_no_master(
     parties: Parties, masters: dict[int, aioredis.Redis]
@@ -509,7 +473,7 @@ async def test_plaintext_reaches_no_master(
     blobs = [blob for client in masters.values() for blob in await store_blobs(client)]
     assert any(letters[2].ciphertext == blob for blob in blobs)  # the scan does see letter data
     for subject, body in SECRETS:
-        for needle in _needles(subject) + _needles(body):
+        for needle in plaintext_needles(subject) + plaintext_needles(body):
             assert not any(needle in blob for blob in blobs), needle
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import datetime
 import gc
@@ -34,12 +33,14 @@ from channel.lifecycle import State
 from channel.models import OpenRequest, RegisterRequest, ReturnRequest, SealedLetter
 from channel.seal import PartyKeys, decision_for, sign_decision
 from tests.conftest import (
+    SECRETS,
     Connect,
     CourierFactory,
     PartyFactory,
     assert_problem,
     identity,
     nonce_free,
+    plaintext_needles,
     raw_call,
     signed_call,
     signed_headers,
@@ -518,23 +519,6 @@ async def test_pinned_directory_admits_its_parties(
 
 # --- what the store and the logs may hold ----------------------------------------------------
 
-SECRETS = [
-    ("Operation Nightjar at the Baghdad airport", "The asset code-named KESTREL is ready."),
-    ("Quarterly exchange of prisoners", "Proposal: twelve for twelve at the border crossing."),
-    ("Ceasefire terms, second draft", "Artillery withdraws 20 km behind the line by Friday."),
-]
-
-
-def _needles(text: str) -> list[bytes]:
-    """The text's bytes, and its base64 at each of the three alignments (minus ragged ends)."""
-    raw = text.encode()
-    needles = [raw]
-    for shift in range(3):
-        encoded = base64.b64encode(raw[shift:])
-        needles.append(encoded[4:-4])
-        needles.append(base64.urlsafe_b64encode(raw[shift:])[4:-4])
-    return needles
-
 
 async def test_plaintext_never_reaches_redis(
     director: Client, quds: Client, redis: aioredis.Redis
@@ -552,7 +536,7 @@ async def test_plaintext_never_reaches_redis(
     assert len(blobs) > 20
     assert any(letters[2].ciphertext == blob for blob in blobs)  # the scan does see letter data
     for subject, body in SECRETS:
-        for needle in _needles(subject) + _needles(body):
+        for needle in plaintext_needles(subject) + plaintext_needles(body):
             assert not any(needle in blob for blob in blobs), needle
 
 
