@@ -1,0 +1,1 @@
+"""Tabletop exercises played through the real courier: scenario, clocks, bots, runner, report."""
