@@ -28,6 +28,7 @@ from typing import IO, TYPE_CHECKING, Any, ClassVar, TypeVar
 import click
 
 from channel.errors import ChannelError
+from channel.exercise.commands import exercise
 
 if TYPE_CHECKING:
     from channel.client import Client
@@ -868,19 +869,34 @@ def verify(config: Config, file: Path, as_json: bool) -> None:
 
 
 @cli.command()
+@click.option("--story", is_flag=True, help="The protocol walk-through instead of the exercise.")
 @click.option(
     "--keep",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Keep the courier data and keyring in DIR (must be empty or absent).",
+    help="With --story: keep the courier data and keyring in DIR (must be empty or absent).",
 )
-def demo(keep: Path | None) -> None:
-    """Replay the 2017 story, end to end.
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Run folder.")
+@click.option("--no-live", is_flag=True, help="One line per event instead of the live view.")
+def demo(story: bool, keep: Path | None, out: Path | None, no_live: bool) -> None:
+    """Play the 2017 letter as a tabletop exercise and write its after-action report.
 
-    A courier and two parties in a temporary directory: a letter sent, returned unopened,
-    taken back byte for byte, and its receipts verified offline.
+    The bundled `letter-to-soleimani` scenario runs at full speed on an embedded courier, bots
+    in every seat; the HTML report's path is printed at the end. With --story: the letter sent,
+    returned unopened, taken back byte for byte and verified offline, step by step.
     """
-    from channel.demo import run_demo
+    if story:
+        from channel.demo import run_demo
 
-    if keep is not None and keep.exists() and any(keep.iterdir()):
-        raise click.BadParameter(f"{keep} is not empty", param_hint="--keep")
-    run_demo(keep)
+        if keep is not None and keep.exists() and any(keep.iterdir()):
+            raise click.BadParameter(f"{keep} is not empty", param_hint="--keep")
+        run_demo(keep)
+        return
+    from channel.exercise.commands import load, play_and_report
+
+    source = load("letter-to-soleimani")
+    play_and_report(
+        source, out=out, rehearse=True, live=not no_live, formats=("html", "md", "json")
+    )
+
+
+cli.add_command(exercise)

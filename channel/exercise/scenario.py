@@ -95,6 +95,8 @@ def parse_duration(value: Any) -> float:
 
 def parse_offset(value: Any) -> float:
     """`T+01:30:00`, `T+01:30` (hours:minutes) or `T+90m` → seconds of exercise time."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+        return float(value)  # already seconds: a model built in code, or a round trip
     text = str(value).strip()
     if not text.upper().startswith("T+"):
         raise ValueError(f"{value!r} is not an offset: write T+HH:MM:SS or T+90m")
@@ -222,11 +224,13 @@ class Objective(Spec):
 
 class Party(Spec):
     name: PartyName
-    label: str = Field("", description="How the report names the party, e.g. 'CIA Director'")
+    label: str = Field(
+        default="", description="How the report names the party, e.g. 'CIA Director'"
+    )
     play: Seat = Field(description="Who plays the seat: human, control, or bot:<policy>")
-    player: str = Field("", description="Who sits in the seat (a person, a team, a cell)")
+    player: str = Field(default="", description="Who sits in the seat (a person, a team, a cell)")
     stand_in: Seat | None = Field(
-        None, description="The bot that plays a human seat in a rehearsal (--rehearse)"
+        default=None, description="The bot that plays a human seat in a rehearsal (--rehearse)"
     )
 
     @property
@@ -242,14 +246,14 @@ class Move(Spec):
     title: str
     at: Offset = Field(description="When the move starts, exercise time")
     world: WorldTime | None = Field(
-        None, description="World time when the move starts (a jump); default: time runs on"
+        default=None, description="World time when the move starts (a jump); default: time runs on"
     )
 
 
 class Clock(Spec):
     start: WorldTime = Field(description="World time at T+0")
     speed: Annotated[float, Field(gt=0, le=1_000_000)] = Field(
-        1.0, description="World seconds per exercise second (60: a minute plays an hour)"
+        default=1.0, description="World seconds per exercise second (60: a minute plays an hour)"
     )
     end: Offset = Field(description="When the exercise ends, exercise time")
     moves: list[Move] = Field(default_factory=list)
@@ -298,8 +302,10 @@ class Expectation(Spec):
     to: PartyName
     within: Duration = Field(description="Deadline after the inject fires, world time")
     score: Annotated[int, Field(ge=0, le=100)] = 1
-    text: str = Field("", description="The expected player action, in words")
-    contingency: Ident | None = Field(None, description="The inject to fire when this is missed")
+    text: str = Field(default="", description="The expected player action, in words")
+    contingency: Ident | None = Field(
+        default=None, description="The inject to fire when this is missed"
+    )
     objectives: list[Ident] = Field(default_factory=list)
 
 
@@ -331,21 +337,21 @@ class Channel(StrEnum):
 class Inject(Spec):
     id: Ident
     move: Annotated[int, Field(ge=1)] | None = None
-    at: Offset | None = Field(None, description="Exercise time offset")
-    world: WorldTime | None = Field(None, description="World time")
+    at: Offset | None = Field(default=None, description="Exercise time offset")
+    world: WorldTime | None = Field(default=None, description="World time")
     after: After | None = None
-    contingency: bool = Field(False, description="Fires only when an expectation is missed")
+    contingency: bool = Field(default=False, description="Fires only when an expectation is missed")
     channel: Channel = Channel.LETTER
-    from_: PartyName | None = Field(None, alias="from")
+    from_: PartyName | None = Field(default=None, alias="from")
     to: Annotated[list[PartyName], BeforeValidator(_listed)] = Field(default_factory=list)
     subject: str
     body: str | None = None
-    body_file: str | None = Field(None, description="A Markdown file beside the scenario")
+    body_file: str | None = Field(default=None, description="A Markdown file beside the scenario")
     precedence: Precedence = Precedence.ROUTINE
     objectives: list[Ident] = Field(default_factory=list)
     expect: list[Expectation] = Field(default_factory=list)
-    action: str = Field("", description="The expected player action (MSEL column)")
-    controller: str = Field("", description="The responsible controller (MSEL column)")
+    action: str = Field(default="", description="The expected player action (MSEL column)")
+    controller: str = Field(default="", description="The responsible controller (MSEL column)")
 
     @model_validator(mode="after")
     def _one_when(self) -> Inject:
@@ -409,9 +415,11 @@ class OnLetter(Spec):
     from_: Annotated[list[PartyName], BeforeValidator(_listed)] = Field(
         default_factory=list, alias="from", description="Only letters from these (default: any)"
     )
-    open: Probability = Field(1.0, description="Chance of opening; otherwise returned unopened")
-    think: Distribution = Field(NO_DELAY, description="World time before deciding")
-    reason: str | None = Field(None, description="The reason given when returning unopened")
+    open: Probability = Field(
+        default=1.0, description="Chance of opening; otherwise returned unopened"
+    )
+    think: Distribution = Field(default=NO_DELAY, description="World time before deciding")
+    reason: str | None = Field(default=None, description="The reason given when returning unopened")
     reply: Reply | None = None
     forward: Forward | None = None
     escalate: dict[str, int] = Field(default_factory=dict)
@@ -478,9 +486,11 @@ class Scenario(Spec):
     )
 
     title: str
-    revision: str = Field("1", description="The scenario's own version, shown in the report")
+    revision: str = Field(
+        default="1", description="The scenario's own version, shown in the report"
+    )
     summary: str = ""
-    marking: str = Field(DEFAULT_MARKING, description="Prefixed to every subject")
+    marking: str = Field(default=DEFAULT_MARKING, description="Prefixed to every subject")
     objectives: list[Objective] = Field(default_factory=list)
     parties: Annotated[list[Party], Field(min_length=2)]
     clock: Clock

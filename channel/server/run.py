@@ -15,7 +15,10 @@ import os
 import shutil
 import signal
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -133,3 +136,22 @@ async def _run(
         await runner.cleanup()  # stops accepting, finishes in-flight requests, closes Redis
     if announce:
         print("Courier stopped", file=sys.stderr, flush=True)
+
+
+@asynccontextmanager
+async def courier_in_process(data_dir: Path, redis_url: str, **settings: Any) -> AsyncIterator[str]:
+    """A courier on a free 127.0.0.1 port in this event loop (the demo's, an exercise's).
+
+    Yields its base URL. The same app as `channel serve`, with open registration by default.
+    """
+    from channel.server.app import create_app
+
+    options: dict[str, Any] = {"open_registration": True, "directory": None} | settings
+    app = create_app(Settings(data_dir=data_dir, **options), redis_url, load_courier_key(data_dir))
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()

@@ -1,0 +1,352 @@
+"""`channel exercise ...`: the facilitator's commands, a thin shell over the exercise package.
+
+Like the rest of the CLI, only click is imported at the top; everything else when a command
+runs. Scenario problems are printed one per line (`file:line: message`) before the one-line
+error, so a facilitator sees all of them at once.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from channel.errors import ChannelError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from channel.exercise.play import Stage
+    from channel.exercise.scenario import Source
+
+FORMATS = ("html", "md", "json")
+COMMANDS = ("status", "pause", "resume", "speed", "fire", "skip", "hold", "release")
+
+
+class ScenarioProblems(ChannelError):
+    """The scenario has problems (each already printed with its file and line)."""
+
+    code = "invalid-scenario"
+    exit_code = 2
+
+
+class Speed(click.ParamType[float | None, Any]):
+    """`max` or a positive number (1 = real time)."""
+
+    name = "speed"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float | None:
+        if value is None or value == "max":
+            return None
+        try:
+            speed = float(value)
+        except ValueError:
+            self.fail(f"{value!r} is not a speed: use max, or a number such as 1 or 10", param, ctx)
+        if not 0 < speed <= 10_000:
+            self.fail("the speed must be above 0 and at most 10000", param, ctx)
+        return speed
+
+
+def load(target: str) -> Source:
+    """A scenario by path or bundled name; every problem printed, then one error."""
+    from channel.exercise.scenario import ScenarioError, load_scenario, resolve_scenario
+
+    try:
+        return load_scenario(resolve_scenario(target))
+    except ScenarioError as exc:
+        for problem in exc.problems:
+            click.echo(str(problem), err=True)
+        raise ScenarioProblems(f"{target}: {_count(len(exc.problems), 'problem')}") from None
+
+
+@click.group()
+def exercise() -> None:
+    """Tabletop exercises played through the real courier (docs/exercises.md).
+
+    A scenario file names the parties and who plays them (people or seeded bots), the clock and
+    moves, and the MSEL of injects with what control expects to see. `run` plays it and writes a
+    hash-chained event log and an after-action report built from signed receipts.
+    """
+
+
+@exercise.command("list")
+def list_scenarios() -> None:
+    """The bundled scenarios (run one by name)."""
+    from channel.exercise.scenario import bundled_dir, load_scenario
+
+    for path in sorted(bundled_dir().glob("*.yaml")):
+        scenario = load_scenario(path).scenario
+        parties = _count(len(scenario.parties), "party", "parties")
+        click.echo(
+            f"{path.stem:<22} {scenario.title}  ({parties}, {len(scenario.injects)} injects)"
+        )
+
+
+@exercise.command()
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to FILE.")
+def schema(output: Path | None) -> None:
+    """The JSON Schema of scenario files (generated from the models)."""
+    from channel.exercise.scenario import json_schema
+
+    text = json.dumps(json_schema(), indent=2, ensure_ascii=False) + "\n"
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+        click.echo(f"wrote {output}")
+
+
+@exercise.command()
+@click.argument("target", metavar="FILE|NAME")
+def lint(target: str) -> None:
+    """Check a scenario: every problem as file:line: message."""
+    from channel.exercise.lint import lint as lint_source
+
+    source = load(target)
+    problems = lint_source(source)
+    for problem in problems:
+        click.echo(str(problem), err=True)
+    errors = [p for p in problems if getattr(p, "severity", "error") == "error"]
+    if errors:
+        raise ScenarioProblems(f"{target}: {_count(len(errors), 'problem')}")
+    scenario = source.scenario
+    expectations = len(scenario.expectations())
+    click.echo(
+        f"ok: {scenario.title}: {_count(len(scenario.parties), 'party', 'parties')}, "
+        f"{_count(len(scenario.injects), 'inject')}, {_count(expectations, 'expectation')}"
+    )
+
+
+@exercise.command()
+@click.argument("target", metavar="FILE|NAME")
+@click.option("--server", "server", metavar="URL", help="Play on this courier (default: embedded).")
+@click.option("--speed", type=Speed(), help="max, or N× real time [max with bots only, else 1].")
+@click.option("--seed", type=int, default=1, show_default=True, help="Seed for every bot draw.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Run folder.")
+@click.option("--rehearse", is_flag=True, help="Bots (stand-ins) play the human seats too.")
+@click.option("--human", "humans", multiple=True, metavar="PARTY", help="A person plays PARTY.")
+@click.option("--no-live", is_flag=True, help="One line per event instead of the live view.")
+@click.option(
+    "--format",
+    "formats",
+    type=click.Choice(FORMATS),
+    multiple=True,
+    help="Report formats to write [all].",
+)
+def run(
+    target: str,
+    server: str | None,
+    speed: float | None,
+    seed: int,
+    out: Path | None,
+    rehearse: bool,
+    humans: tuple[str, ...],
+    no_live: bool,
+    formats: tuple[str, ...],
+) -> None:
+    """Play a scenario through the courier and write the after-action report.
+
+    Without --server an embedded courier and Redis start in the run folder. People play their
+    seats with the normal CLI (the commands are printed at the start); control uses
+    `channel exercise control`.
+    """
+    source = load(target)
+    report = play_and_report(
+        source,
+        server=server,
+        speed=speed,
+        seed=seed,
+        out=out,
+        rehearse=rehearse,
+        humans=humans,
+        live=not no_live,
+        formats=formats or FORMATS,
+    )
+    click.echo(f"report: {report}")
+
+
+def play_and_report(
+    source: Source,
+    *,
+    server: str | None = None,
+    speed: float | None = None,
+    seed: int = 1,
+    out: Path | None = None,
+    rehearse: bool = False,
+    humans: tuple[str, ...] = (),
+    live: bool = True,
+    formats: tuple[str, ...] = FORMATS,
+) -> Path:
+    """Run with the live view, write the reports; returns the main report's path."""
+    import asyncio
+
+    from channel.exercise.live import LiveView
+    from channel.exercise.play import RunOptions, default_out, play, seats_for
+    from channel.exercise.report import write_reports
+    from channel.logs import configure_logging
+    from channel.timeline import make_console
+
+    configure_logging("console", "error")  # the courier shares this process
+    console = make_console()
+    seats = seats_for(source.scenario, rehearse=rehearse, humans=humans)
+    if speed is None and "human" in seats.values():
+        speed = 1.0  # people play in real time unless the facilitator says otherwise
+    view = LiveView(source.scenario, console, live=live)
+    options = RunOptions(
+        source=source,
+        out=out or default_out(source.path),
+        server=server,
+        speed=speed,
+        seed=seed,
+        rehearse=rehearse,
+        humans=humans,
+        on_record=view.show,
+        on_stage=lambda stage: _announce(stage, console),
+    )
+    with view:
+        played = asyncio.run(play(options))
+    reports = write_reports(played.log, played.out, formats)
+    for name, path in reports.items():
+        console.print(f"{name:>5}: {path}", highlight=False, soft_wrap=True)
+    return reports.get("html") or next(iter(reports.values()))
+
+
+def _announce(stage: Stage, console: Console) -> None:
+    """Tell the room where the courier is and how people play their seats."""
+    console.print(f"run folder {stage.out}   courier {stage.url}", highlight=False, soft_wrap=True)
+    people = [name for name, seat in stage.seats.items() if seat == "human"]
+    if people:
+        base = f"channel --server {stage.url} --home {stage.keyring}"
+        console.print("seats played by people (the same CLI as always):", highlight=False)
+        for name in people:
+            console.print(f"  {name}:  {base} inbox --as {name}", highlight=False, soft_wrap=True)
+    console.print(
+        f"control: channel exercise control --run {stage.out} pause|resume|fire INJ|...",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+@exercise.command()
+@click.option(
+    "--run",
+    "run_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The run folder [the latest under ./exercise-runs].",
+)
+@click.argument("command", type=click.Choice(COMMANDS))
+@click.argument("argument", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print the run's answer as JSON.")
+def control(run_dir: Path | None, command: str, argument: str | None, as_json: bool) -> None:
+    """Control a live run: status, pause, resume, speed N|max, fire|skip|hold|release INJ."""
+    import asyncio
+
+    from channel.exercise.control import accepted, send_command
+
+    needs = {"speed": "a speed (N or max)", "fire": "an inject id", "skip": "an inject id"}
+    needs |= {"hold": "an inject id", "release": "an inject id"}
+    if command in needs and not argument:
+        raise click.UsageError(f"{command} needs {needs[command]}")
+    result = accepted(asyncio.run(send_command(run_dir or _latest_run(), command, argument)))
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    state = "paused" if result["paused"] else f"running at speed {result['speed']}"
+    click.echo(f"{result['exercise']}  world {result['world']}  move {result['move']}  {state}")
+    waiting = ", ".join(f"{n['inject']} {n['at']}" for n in result["next"]) or "none"
+    click.echo(f"fired {len(result['fired'])}, held {result['held'] or 'none'}, next: {waiting}")
+
+
+def _latest_run() -> Path:
+    from channel.exercise.control import CONTROL_FILE, NoLiveRun
+
+    live = sorted(Path("exercise-runs").glob(f"*/{CONTROL_FILE}"), key=lambda p: p.stat().st_mtime)
+    if not live:
+        raise NoLiveRun("no live run under ./exercise-runs: pass --run DIR")
+    return live[-1].parent
+
+
+@exercise.command()
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Replay folder.")
+def replay(run_dir: Path, out: Path | None) -> None:
+    """Play a run again (same scenario copy, seed and seats) and compare the two event logs."""
+    from channel.exercise.replay import replay_run
+
+    result = replay_run(run_dir, out)
+    if result.divergence is not None:
+        index, ours, theirs = result.divergence
+        click.echo(f"record {index}:\n  original: {ours}\n  replay:   {theirs}", err=True)
+        raise ReplayDiverged(f"the replay differs from the original at record {index}")
+    click.echo(f"identical: {result.records} records, replayed in {result.out}")
+
+
+class ReplayDiverged(ChannelError):
+    """A replay with the same scenario and seed did not produce the same events."""
+
+    code = "replay-diverged"
+    exit_code = 5
+
+
+@exercise.command()
+@click.argument("target", metavar="RUN_DIR|LOG", type=click.Path(exists=True, path_type=Path))
+@click.option("--format", "formats", type=click.Choice(FORMATS), multiple=True, help="[all]")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Write here.")
+def report(target: Path, formats: tuple[str, ...], out: Path | None) -> None:
+    """(Re)make the after-action report from a run's event log."""
+    from channel.exercise.play import LOG_FILE
+    from channel.exercise.report import write_reports
+
+    log = target / LOG_FILE if target.is_dir() else target
+    written = write_reports(log, out or log.parent, formats or FORMATS)
+    for name, path in written.items():
+        click.echo(f"{name:>5}: {path}")
+
+
+@exercise.command("export-msel")
+@click.argument("target", metavar="FILE|NAME")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to CSV.")
+def export_msel(target: str, output: Path | None) -> None:
+    """The scenario's injects as an MSEL spreadsheet (CSV)."""
+    from channel.exercise.msel import export_msel as export
+
+    text = export(load(target).scenario)
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    output.write_text(text, encoding="utf-8", newline="")
+    click.echo(f"wrote {output}")
+
+
+@exercise.command("import-msel")
+@click.argument(
+    "csv_file", metavar="CSV", type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@click.option("--base", required=True, metavar="FILE|NAME", help="Parties, clock and policies.")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="Write YAML here.")
+def import_msel(csv_file: Path, base: str, output: Path | None) -> None:
+    """A scenario from an MSEL CSV: the injects from the sheet, the rest from --base."""
+    from channel.exercise.msel import import_msel as import_sheet
+    from channel.exercise.msel import scenario_yaml
+    from channel.exercise.scenario import ScenarioError
+
+    try:
+        scenario = import_sheet(csv_file.read_text(encoding="utf-8-sig"), load(base).scenario)
+    except ScenarioError as exc:
+        for problem in exc.problems:
+            click.echo(str(problem), err=True)
+        raise ScenarioProblems(f"{csv_file}: {_count(len(exc.problems), 'problem')}") from None
+    text = scenario_yaml(scenario)
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    output.write_text(text, encoding="utf-8")
+    click.echo(f"wrote {output}")
+
+
+def _count(n: int, one: str, many: str | None = None) -> str:
+    return f"{n} {one if n == 1 else (many or one + 's')}"

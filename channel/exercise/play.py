@@ -1,0 +1,338 @@
+"""`channel exercise run`: set the stage (run folder, courier, keys), play, and write the report.
+
+run folder/
+  events.jsonl      the hash-chained event log (docs/eventlog.md)
+  scenario/         the exact scenario file (and bodies) that was played
+  keyring/          the parties' keys (0700/0600): humans play their seats with it
+  courier/          the embedded courier's Redis data and key (without --server)
+  control.json      while running: the control API's address and token (0600)
+  report.html, report.md, report.json
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import shutil
+import signal
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager, suppress
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from channel.canonical import format_time
+from channel.client import Client
+from channel.embedded import EmbeddedRedis
+from channel.errors import BadRequest, NameTaken
+from channel.exercise.clock import Clocks, MoveSpan
+from channel.exercise.control import control_api
+from channel.exercise.eventlog import EventLog
+from channel.exercise.runner import Runner
+from channel.exercise.scenario import (
+    Inject,
+    Scenario,
+    ScenarioError,
+    Source,
+    Transcript,
+    format_offset,
+)
+from channel.keyring import Keyring
+from channel.seal import PartyKeys, raw_public
+from channel.server.run import courier_in_process, load_courier_key
+
+LOG_FILE = "events.jsonl"
+SCENARIO_DIR = "scenario"
+
+
+@dataclass(frozen=True)
+class Stage:
+    """What players need to join a run: printed before the first inject."""
+
+    url: str
+    out: Path
+    keyring: Path
+    seats: dict[str, str]
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    source: Source
+    out: Path
+    server: str | None = None
+    speed: float | None = None  # None: as fast as possible
+    seed: int = 1
+    rehearse: bool = False
+    humans: tuple[str, ...] = ()
+    on_record: Callable[[dict[str, Any]], None] | None = None
+    on_stage: Callable[[Stage], None] | None = None
+    timeout: float = 30.0
+
+
+@dataclass(frozen=True)
+class Played:
+    out: Path
+    log: Path
+    reason: str
+
+
+def default_out(scenario: Path) -> Path:
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    return Path("exercise-runs") / f"{scenario.stem}-{stamp}"
+
+
+def seats_for(scenario: Scenario, *, rehearse: bool, humans: tuple[str, ...]) -> dict[str, str]:
+    """Who plays each party in this run: the scenario's seats, with the run's overrides."""
+    names = {party.name for party in scenario.parties}
+    problems = [f"--human {name}: no such party" for name in humans if name not in names]
+    seats = {}
+    for party in scenario.parties:
+        seat = party.play
+        if party.name in humans:
+            seat = "human"
+        elif rehearse and seat == "human":
+            if party.stand_in is None:
+                problems.append(f"{party.name} is a human seat with no stand_in to rehearse with")
+                continue
+            seat = party.stand_in
+        policy = seat.removeprefix("bot:")
+        if seat.startswith("bot:") and policy not in scenario.policies:
+            problems.append(f"{party.name} is played by bot:{policy}, which is not a policy")
+        seats[party.name] = seat
+    if problems:
+        raise BadRequest("; ".join(problems))
+    return seats
+
+
+def check_speed(speed: float | None, seats: dict[str, str]) -> None:
+    humans = sorted(name for name, seat in seats.items() if seat == "human")
+    if speed is None and humans:
+        raise BadRequest(
+            f"speed max needs bots in every seat, but {', '.join(humans)} "
+            "is played by a human: use --rehearse, or a speed such as 1"
+        )
+
+
+async def play(options: RunOptions) -> Played:
+    """Play the scenario to its end; the event log is complete when this returns."""
+    scenario = options.source.scenario
+    seats = seats_for(scenario, rehearse=options.rehearse, humans=options.humans)
+    check_speed(options.speed, seats)
+    clocks = Clocks(scenario.clock, options.speed)
+    _scheduled_or_fail(options.source, clocks)
+    out = prepare_out(options.out, options.source)
+    log_path = out / LOG_FILE
+    async with AsyncExitStack() as stack:
+        url, courier_key = await _courier(stack, out, options.server)
+        session = await stack.enter_async_context(
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=options.timeout))
+        )
+        ring = Keyring(out / "keyring")
+        clients = await _cast(Client(url, session=session), ring, scenario, courier_key, url)
+        events = stack.enter_context(EventLog(log_path))
+        runner = Runner(
+            scenario, seats, clients, clocks, events, seed=options.seed, on_record=options.on_record
+        )
+        runner.write("run_started", *_started(options, seats, url, courier_key, clients, clocks))
+        await stack.enter_async_context(control_api(runner, out))
+        if options.on_stage is not None:
+            options.on_stage(Stage(url, out, ring.home, seats))
+        async with _watching(runner, seats, clients, live=options.speed is not None):
+            reason = await _run_until_stopped(runner)
+        await runner.finish(reason, releases=scenario.transcript is Transcript.POST_RELEASE)
+    return Played(out, log_path, reason)
+
+
+async def _run_until_stopped(runner: Runner) -> str:
+    """Ctrl-C ends the run gracefully: the log still gets its final records."""
+    loop = asyncio.get_running_loop()
+    with suppress(NotImplementedError, RuntimeError):
+        loop.add_signal_handler(signal.SIGINT, runner.stop, "interrupted")
+    try:
+        return await runner.run()
+    finally:
+        with suppress(NotImplementedError, RuntimeError):
+            loop.remove_signal_handler(signal.SIGINT)
+
+
+def prepare_out(out: Path, source: Source) -> Path:
+    """A fresh run folder holding a copy of the scenario and its bodies, exactly as played."""
+    if out.exists() and any(out.iterdir()):
+        raise BadRequest(f"{out} is not empty: each run gets a folder of its own")
+    out.mkdir(parents=True, exist_ok=True, mode=0o700)
+    copy = out / SCENARIO_DIR
+    copy.mkdir(mode=0o700)
+    shutil.copy2(source.path, copy / source.path.name)
+    for inject in source.scenario.injects:
+        if inject.body_file:
+            target = copy / inject.body_file
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source.path.parent / inject.body_file, target)
+    return out
+
+
+def _scheduled_or_fail(source: Source, clocks: Clocks) -> None:
+    problems = [
+        source.problem(f"world time {inject.world} falls in no move", "injects", index, "world")
+        for index, inject in enumerate(source.scenario.injects)
+        if inject.world is not None and clocks.exercise_at(inject.world) is None
+    ]
+    if problems:
+        raise ScenarioError(problems)
+
+
+async def _courier(stack: AsyncExitStack, out: Path, server: str | None) -> tuple[str, bytes]:
+    """The exercise's courier: the one at `server`, or an embedded one in the run folder."""
+    if server is not None:
+        key = (await Client(server).courier_key()).signing_key
+        return server.rstrip("/"), key
+    data = out / "courier"
+    data.mkdir(mode=0o700)
+    redis = EmbeddedRedis(data)
+    redis.start()
+    stack.callback(redis.stop)
+    url = await stack.enter_async_context(courier_in_process(data, redis.url))
+    return url, raw_public(load_courier_key(data))
+
+
+async def _cast(
+    base: Client, ring: Keyring, scenario: Scenario, courier_key: bytes, url: str
+) -> dict[str, Client]:
+    """Make every party's keys, register them, and give each a client that trusts the others."""
+    keys: dict[str, PartyKeys] = {party.name: ring.new(party.name) for party in scenario.parties}
+    ring.pin_courier(url, courier_key)
+    clients = {}
+    for name, party_keys in keys.items():
+        client = base.as_party(party_keys)
+        client.trust_courier(courier_key)
+        for other in keys.values():
+            client.trust(other.public())
+            ring.pin_contact(other.public())
+        try:
+            await client.register()
+        except NameTaken:
+            raise NameTaken(
+                f"{name} is already registered on {url} with other keys: "
+                "play on a fresh courier, or rename the party"
+            ) from None
+        clients[name] = client
+    return clients
+
+
+def _started(
+    options: RunOptions,
+    seats: dict[str, str],
+    url: str,
+    courier_key: bytes,
+    clients: dict[str, Client],
+    clocks: Clocks,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    scenario = options.source.scenario
+    data = {
+        "scenario": {
+            "title": scenario.title,
+            "revision": scenario.revision,
+            "digest": scenario.digest(),
+            "file": options.source.path.name,
+            "marking": scenario.marking,
+            "summary": scenario.summary,
+            "transcript": scenario.transcript.value,
+        },
+        "seed": options.seed,
+        "speed": "max" if options.speed is None else f"{options.speed:g}",
+        "rehearse": options.rehearse,
+        "parties": [
+            {
+                "name": party.name,
+                "label": party.label or party.name,
+                "play": seats[party.name],
+                "player": party.player,
+            }
+            for party in scenario.parties
+        ],
+        "objectives": [{"id": o.id, "text": o.text} for o in scenario.objectives],
+        "moves": [
+            {"id": s.move.id, "title": s.move.title, "t": round(s.move.at * 1000), "world": _w(s)}
+            for s in clocks.spans
+        ],
+        "injects": [_inject_plan(inject, clocks) for inject in scenario.injects],
+        "end": round(scenario.clock.end * 1000),
+        "world_speed": f"{scenario.clock.speed:g}",
+    }
+    evidence = {
+        "courier_url": url,
+        "courier_key": _b64(courier_key),
+        "party_keys": {
+            name: {
+                "signing_key": _b64(client.me.public().signing_key),
+                "encryption_key": _b64(client.me.public().encryption_key),
+            }
+            for name, client in clients.items()
+        },
+    }
+    return data, evidence
+
+
+def _w(span: MoveSpan) -> str:
+    return format_time(span.world_start)
+
+
+def _inject_plan(inject: Inject, clocks: Clocks) -> dict[str, Any]:
+    t = inject.at if inject.at is not None else None
+    if inject.world is not None:
+        t = clocks.exercise_at(inject.world)
+    return {
+        "id": inject.id,
+        "move": inject.move or (clocks.span_at(t).move.id if t is not None else None),
+        "channel": inject.channel.value,
+        "from": inject.from_,
+        "to": list(inject.to),
+        "subject": inject.subject,
+        "objectives": list(inject.objectives),
+        "contingency": inject.contingency,
+        "t": round(t * 1000) if t is not None else None,
+        "at": format_offset(t) if t is not None else None,
+        "expect": [
+            {
+                "id": exp.id,
+                "check": exp.check.value,
+                "from": exp.from_,
+                "to": exp.to,
+                "within": round(exp.within),
+                "score": exp.score,
+                "contingency": exp.contingency,
+                "objectives": list(exp.objectives),
+                "text": exp.text,
+            }
+            for exp in inject.expect
+        ],
+    }
+
+
+@asynccontextmanager
+async def _watching(
+    runner: Runner, seats: dict[str, str], clients: dict[str, Client], *, live: bool
+) -> AsyncIterator[None]:
+    """Follow the live event streams of the seats people play (not at speed max: no people)."""
+    watched = [name for name, seat in seats.items() if seat in ("human", "control")] if live else []
+    tasks = [asyncio.create_task(_watch(runner, name, clients[name])) for name in watched]
+    try:
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with suppress(asyncio.CancelledError):
+                await task
+
+
+async def _watch(runner: Runner, party: str, client: Client) -> None:
+    async for event in client.watch():
+        await runner.queue.put((party, event))
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
