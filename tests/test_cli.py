@@ -561,10 +561,10 @@ def test_serve_and_admin_invite_through_the_data_dir(tmp_path: Path) -> None:
 
 
 def test_demo_tells_the_story_and_leaves_verifiable_evidence(tmp_path: Path) -> None:
-    """`channel demo` runs without stdin or a server, returns the letter unopened, and verifies."""
+    """`channel demo --story` runs without stdin or a server, returns the letter unopened, verifies."""
     kept = tmp_path / "demo"
     done = subprocess.run(
-        [*CHANNEL, "demo", "--keep", str(kept)],
+        [*CHANNEL, "demo", "--story", "--keep", str(kept)],
         stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=90, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr

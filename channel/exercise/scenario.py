@@ -176,6 +176,19 @@ def _listed(value: Any) -> Any:
     return [value] if isinstance(value, str) else value
 
 
+_PARTY_SCHEMA = {"type": "string", "pattern": r"^[a-z][a-z0-9.-]{2,63}$"}
+PartyNames = Annotated[
+    list[PartyName],
+    BeforeValidator(_listed),
+    WithJsonSchema(
+        {
+            "description": "A party name, or a list of them",
+            "anyOf": [_PARTY_SCHEMA, {"type": "array", "items": _PARTY_SCHEMA}],
+        }
+    ),
+]
+
+
 class Spec(BaseModel):
     """Scenario models refuse unknown fields: a misspelt key is an error, not silently ignored."""
 
@@ -206,10 +219,46 @@ class Fixed(Spec):
     fixed: Duration
 
 
+_DURATION_SCHEMA = {"type": "string", "pattern": r"^(\d+(\.\d+)?[smhdw])+$"}
+
+
+def _shape(**properties: Any) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": [next(iter(properties))],
+        "additionalProperties": False,
+    }
+
+
 Distribution = Annotated[
     Fixed | Uniform | Exponential | LogNormal,
     BeforeValidator(lambda v: {"fixed": v} if isinstance(v, str | int | float) else v),
-    Field(description="A world-time delay: `2h`, {uniform: [1h, 4h]}, {exponential: 2h}, ..."),
+    WithJsonSchema(
+        {
+            "description": "A world-time delay: `2h`, {uniform: [1h, 4h]}, {exponential: 2h}, "
+            "{lognormal: {median: 2h, sigma: 0.5}}",
+            "anyOf": [
+                _DURATION_SCHEMA,
+                _shape(fixed=_DURATION_SCHEMA),
+                _shape(
+                    uniform={
+                        "type": "array",
+                        "items": _DURATION_SCHEMA,
+                        "minItems": 2,
+                        "maxItems": 2,
+                    }
+                ),
+                _shape(exponential=_DURATION_SCHEMA),
+                _shape(
+                    lognormal=_shape(
+                        median=_DURATION_SCHEMA,
+                        sigma={"type": "number", "exclusiveMinimum": 0, "maximum": 5},
+                    )
+                ),
+            ],
+        }
+    ),
 ]
 NO_DELAY = Fixed(fixed=0.0)
 
@@ -343,7 +392,7 @@ class Inject(Spec):
     contingency: bool = Field(default=False, description="Fires only when an expectation is missed")
     channel: Channel = Channel.LETTER
     from_: PartyName | None = Field(default=None, alias="from")
-    to: Annotated[list[PartyName], BeforeValidator(_listed)] = Field(default_factory=list)
+    to: PartyNames = Field(default_factory=list)
     subject: str
     body: str | None = None
     body_file: str | None = Field(default=None, description="A Markdown file beside the scenario")
@@ -412,7 +461,7 @@ class Forward(Spec):
 class OnLetter(Spec):
     """What the bot does with a letter it receives. The first rule whose `from` matches wins."""
 
-    from_: Annotated[list[PartyName], BeforeValidator(_listed)] = Field(
+    from_: PartyNames = Field(
         default_factory=list, alias="from", description="Only letters from these (default: any)"
     )
     open: Probability = Field(
@@ -429,7 +478,7 @@ class OnReceipt(Spec):
     """What the bot does when a letter it sent reaches a state (say, returned unopened)."""
 
     event: Literal["delivered", "opened", "returned_unopened", "withdrawn", "expired"]
-    to: Annotated[list[PartyName], BeforeValidator(_listed)] = Field(
+    to: PartyNames = Field(
         default_factory=list, description="Only letters to these (default: any)"
     )
     escalate: dict[str, int] = Field(default_factory=dict)

@@ -1,0 +1,408 @@
+"""Exercises played end to end: a real embedded courier and Redis, real letters, real receipts.
+
+Each run starts its own courier in its run folder, exactly as `channel exercise run` does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from channel.client import Client
+from channel.exercise.control import CONTROL_FILE, send_command
+from channel.exercise.eventlog import first_divergence, projection, read_log
+from channel.exercise.play import Played, RunOptions, play
+from channel.exercise.replay import replay_run
+from channel.exercise.scenario import Source, bundled_dir, load_scenario
+from channel.keyring import Keyring
+from channel.models import SignedContent
+from channel.seal import verify_content
+
+DIRECTOR, QUDS, SWISS, TEHRAN = (
+    "us.cia.director",
+    "ir.irgc.quds",
+    "ch.fdfa.protecting-power",
+    "ir.mfa.tehran",
+)
+
+SMALL = """\
+title: Small known-answer exercise
+objectives:
+  - {id: OBJ-1, text: Keep the channel open}
+parties:
+  - {name: us.cia.director, play: human, stand_in: "bot:writer"}
+  - {name: ir.irgc.quds, play: "bot:refuser"}
+  - {name: ch.fdfa.protecting-power, play: "bot:swiss"}
+  - {name: ir.mfa.tehran, play: "bot:tehran"}
+clock:
+  start: 2017-11-20T09:00:00Z
+  speed: 60
+  end: T+01:00:00
+  moves:
+    - {id: 2, title: Second attempt, at: T+00:30:00, world: 2017-12-05T09:00:00Z}
+latency:
+  letter: {uniform: [5m, 30m]}
+transcript: post_release
+policies:
+  writer:
+    receipts:
+      - event: returned_unopened
+        escalate: {tension: 1}
+  refuser:
+    letters:
+      - from: us.cia.director
+        open: 0
+        think: {lognormal: {median: 2h}}
+        reason: Returned unopened.
+  swiss:
+    letters:
+      - from: us.cia.director
+        forward: {to: ir.mfa.tehran, after: 1h}
+  tehran:
+    letters:
+      - open: 0.6
+        think: {uniform: [1h, 3h]}
+        reply:
+          probability: 0.7
+          body: "Received from $sender."
+          after: {uniform: [2h, 6h]}
+          to: ch.fdfa.protecting-power
+injects:
+  - id: INJ-01
+    at: T+00:05
+    from: us.cia.director
+    to: ir.irgc.quds
+    subject: Warning
+    body: Do not mistake restraint for indifference.
+    objectives: [OBJ-1]
+    expect:
+      - {id: EXP-1, check: returned_unopened, from: us.cia.director, to: ir.irgc.quds, within: 6h}
+      - {id: EXP-2, check: opened, from: us.cia.director, to: ir.irgc.quds, within: 6h,
+         score: 2, contingency: INJ-C}
+  - id: INJ-C
+    contingency: true
+    channel: news
+    subject: Letter refused
+    body: Reports say the letter came back unopened.
+  - id: INJ-AFTER
+    after: {expectation: EXP-1, outcome: met, delay: 1h}
+    channel: communique
+    from: us.cia.director
+    subject: Statement
+    body: We wrote. They did not read.
+  - id: INJ-02
+    at: T+00:35
+    from: us.cia.director
+    to: ch.fdfa.protecting-power
+    subject: Please transmit
+    body: Please pass this to Tehran.
+    expect:
+      - {id: EXP-3, check: sent, from: ch.fdfa.protecting-power, to: ir.mfa.tehran, within: 4h,
+         objectives: [OBJ-1]}
+"""
+
+
+def scenario(tmp_path: Path, text: str = SMALL, name: str = "small.yaml") -> Source:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return load_scenario(path)
+
+
+async def rehearse(source: Source, out: Path, seed: int = 1, **options: Any) -> Played:
+    return await play(RunOptions(source=source, out=out, seed=seed, rehearse=True, **options))
+
+
+def kinds(records: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [r["data"] for r in records if r["kind"] == kind]
+
+
+async def test_known_scenario_meets_misses_and_fires_its_contingency(tmp_path: Path) -> None:
+    """The refusal meets EXP-1, the unopened letter misses EXP-2 and fires INJ-C, `after` fires."""
+    played = await rehearse(scenario(tmp_path), tmp_path / "run")
+    records = read_log(played.log)
+    assert played.reason == "end"
+    assert records[0]["kind"] == "run_started"
+    assert records[-1]["kind"] == "run_ended"
+    met = {d["expectation"]: d["letter"] for d in kinds(records, "expectation_met")}
+    missed = {d["expectation"]: d for d in kinds(records, "expectation_missed")}
+    assert met == {"EXP-1": "L1", "EXP-3": "L3"}
+    assert set(missed) == {"EXP-2"}
+    assert missed["EXP-2"]["contingency"] == "INJ-C"
+    fired = {d["inject"]: d for d in kinds(records, "inject_fired")}
+    assert fired["INJ-C"]["cause"] == "contingency:EXP-2"
+    assert fired["INJ-AFTER"]["cause"] == "after:EXP-1"
+    assert fired["INJ-AFTER"]["text"] == "We wrote. They did not read."
+    # The contingency fires exactly at the deadline: 6 h of story at 60x is 6 exercise minutes.
+    missed_at = next(r["t"] for r in records if r["kind"] == "expectation_missed")
+    assert missed_at == 300_000 + 360_000
+    receipts = [(d["letter"], d["event"]) for d in kinds(records, "receipt")]
+    assert ("L1", "returned_unopened") in receipts
+    assert ("L2", "opened") in receipts  # the protecting power opens, then forwards as L3
+    sent = {d["letter"]: d for d in kinds(records, "letter_sent")}
+    assert (sent["L3"]["from"], sent["L3"]["to"]) == (SWISS, TEHRAN)
+    assert kinds(records, "state_changed")[0] == {
+        "party": DIRECTOR,
+        "variable": "tension",
+        "old": 0,
+        "new": 1,
+        "cause": "returned_unopened L1",
+    }
+
+
+async def test_every_letter_ends_with_a_verified_final_status(tmp_path: Path) -> None:
+    """Each letter the run saw has one letter_final whose chain is the courier's, and no content."""
+    played = await rehearse(scenario(tmp_path), tmp_path / "run")
+    records = read_log(played.log)
+    labels = [d["letter"] for d in kinds(records, "letter_sent")]
+    finals = {d["letter"]: d for d in kinds(records, "letter_final")}
+    assert sorted(finals) == sorted(labels)
+    assert labels
+    assert finals["L1"]["state"] == "returned_unopened"
+    # metadata in the log: the letter bodies never appear outside post_release records
+    text = "\n".join(json.dumps(r) for r in records if r["kind"] != "released")
+    assert "Do not mistake restraint" not in text
+    assert "Please pass this to Tehran" not in text
+
+
+async def test_post_release_publishes_opened_letters_signed_by_their_senders(
+    tmp_path: Path,
+) -> None:
+    """post_release: what bots opened is released at the end, each verifiable by its sender."""
+    played = await rehearse(scenario(tmp_path), tmp_path / "run")
+    records = read_log(played.log)
+    keys = records[0]["evidence"]["party_keys"]
+    released = [r for r in records if r["kind"] == "released"]
+    opened = {d["letter"] for d in kinds(records, "receipt") if d["event"] == "opened"}
+    assert {r["data"]["letter"] for r in released} == opened
+    for record in released:
+        content = SignedContent.model_validate(record["evidence"]["content"])
+        sender_key = base64.b64decode(keys[content.content.sender]["signing_key"])
+        assert verify_content(content, sender_key)
+    never = {d["letter"] for d in kinds(records, "receipt") if d["event"] == "returned_unopened"}
+    assert never.isdisjoint({r["data"]["letter"] for r in released})
+
+
+async def test_same_seed_same_events_other_seed_other_events(tmp_path: Path) -> None:
+    """Determinism: seed 7 twice gives identical projections; seed 8 takes other draws."""
+    source = scenario(tmp_path)
+    first = read_log((await rehearse(source, tmp_path / "a", seed=7)).log)
+    second = read_log((await rehearse(source, tmp_path / "b", seed=7)).log)
+    other = read_log((await rehearse(source, tmp_path / "c", seed=8)).log)
+    assert first_divergence(first, second) is None
+    assert len(first) > 20
+    # the letter ids and signatures differ, the exercise does not
+    assert first[3]["evidence"] != second[3]["evidence"] or first[3]["kind"] != "letter_sent"
+    rest = [projection(r) for r in first[1:]], [projection(r) for r in other[1:]]
+    assert rest[0] != rest[1]
+
+
+async def test_replay_reproduces_a_max_speed_run(tmp_path: Path) -> None:
+    """`replay` plays the kept scenario copy with the logged seed and finds no difference."""
+    played = await rehearse(scenario(tmp_path), tmp_path / "run", seed=3)
+    result = await asyncio.to_thread(replay_run, played.out, tmp_path / "again")
+    assert result.divergence is None
+    assert result.records == len(read_log(played.log))
+
+
+async def test_replay_refuses_an_edited_scenario_copy(tmp_path: Path) -> None:
+    """The scenario copy in the run folder is checked against the digest in the log."""
+    from channel.errors import IntegrityError
+
+    played = await rehearse(scenario(tmp_path), tmp_path / "run")
+    copy = played.out / "scenario" / "small.yaml"
+    copy.write_text(copy.read_text().replace("open: 0.6", "open: 0.9"))
+    with pytest.raises(IntegrityError, match="changed since the run"):
+        await asyncio.to_thread(replay_run, played.out, tmp_path / "again")
+
+
+async def test_speed_max_refuses_human_seats(tmp_path: Path) -> None:
+    """A person cannot play at speed max: the run refuses before creating anything."""
+    from channel.errors import BadRequest
+
+    with pytest.raises(BadRequest, match="speed max needs bots"):
+        await play(RunOptions(source=scenario(tmp_path), out=tmp_path / "run"))
+    assert not (tmp_path / "run").exists()
+
+
+async def test_a_run_folder_is_never_reused(tmp_path: Path) -> None:
+    """A second run into the same folder is refused: one folder, one log."""
+    from channel.errors import BadRequest
+
+    source = scenario(tmp_path)
+    await rehearse(source, tmp_path / "run")
+    with pytest.raises(BadRequest, match="not empty"):
+        await rehearse(source, tmp_path / "run")
+
+
+CONTROLLED = """\
+title: Controlled
+parties:
+  - {name: us.cia.director, play: "bot:quiet"}
+  - {name: ir.irgc.quds, play: human}
+clock:
+  start: 2017-11-20T09:00:00Z
+  speed: 60
+  end: T+10:00:00
+policies:
+  quiet: {}
+injects:
+  - id: INJ-01
+    at: T+05:00:00
+    from: us.cia.director
+    to: ir.irgc.quds
+    subject: Warning
+    body: Do not.
+    expect:
+      - {id: EXP-1, check: returned_unopened, from: us.cia.director, to: ir.irgc.quds, within: 10d}
+  - id: INJ-02
+    at: T+06:00:00
+    channel: news
+    subject: Wire
+  - id: INJ-03
+    at: T+07:00:00
+    channel: news
+    subject: Held wire
+"""
+
+
+async def wait_for_control(run_dir: Path) -> None:
+    for _ in range(300):
+        if (run_dir / CONTROL_FILE).exists():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the run never opened its control API")
+
+
+async def test_control_cell_pauses_fires_skips_holds_and_a_human_returns_a_letter(
+    tmp_path: Path,
+) -> None:
+    """Pause stops exercise time; fire works while paused; a person's return meets EXP-1."""
+    out = tmp_path / "run"
+    options = RunOptions(source=scenario(tmp_path, CONTROLLED), out=out, speed=1.0)
+    running = asyncio.create_task(play(options))
+    await wait_for_control(out)
+    paused = await send_command(out, "pause")
+    assert paused["ok"]
+    assert paused["paused"]
+    fired = await send_command(out, "fire", "INJ-01")
+    assert fired["ok"]
+    assert "INJ-01" in fired["fired"]
+    assert fired["paused"]
+    again = await send_command(out, "fire", "INJ-01")
+    assert not again["ok"]
+    assert "already fired" in again["error"]
+    assert (await send_command(out, "skip", "INJ-02"))["ok"]
+    assert (await send_command(out, "hold", "INJ-03"))["ok"]
+    unknown = await send_command(out, "fire", "INJ-99")
+    assert not unknown["ok"]
+    assert "no inject" in unknown["error"]
+    stopped_at = (await send_command(out, "status"))["exercise"]
+    await asyncio.sleep(0.3)
+    assert (await send_command(out, "status"))["exercise"] == stopped_at  # paused: no time passes
+
+    # The person in the Quds seat uses the exercise keyring, as the CLI would.
+    ring = Keyring(out / "keyring")
+    url = read_log(out / "events.jsonl")[0]["evidence"]["courier_url"]
+    async with Client(url, ring.load(QUDS)) as quds:
+        (letter,) = await quds.inbox()
+        await quds.return_letter(letter.id, "Not from you.")
+    for _ in range(100):
+        status = await send_command(out, "status")
+        records = read_log(out / "events.jsonl")
+        if kinds(records, "expectation_met"):
+            break
+        await asyncio.sleep(0.05)
+    assert (await send_command(out, "release", "INJ-03"))["ok"]
+    assert (await send_command(out, "resume"))["ok"]
+    assert (await send_command(out, "speed", "max"))["ok"]
+    played = await asyncio.wait_for(running, 60)
+    records = read_log(played.log)
+    assert not (out / CONTROL_FILE).exists()
+    commands = [(d["command"], d.get("argument")) for d in kinds(records, "control")]
+    assert commands[:2] == [("pause", None), ("fire", "INJ-01")]
+    (met,) = kinds(records, "expectation_met")
+    assert met["expectation"] == "EXP-1"
+    returned = [d for d in kinds(records, "receipt") if d["event"] == "returned_unopened"]
+    assert returned == [
+        {
+            "letter": "L1",
+            "event": "returned_unopened",
+            "by": QUDS,
+            "seq": 2,
+            "reason": "Not from you.",
+        }
+    ]
+    fired_ids = [d["inject"] for d in kinds(records, "inject_fired")]
+    assert fired_ids == ["INJ-01", "INJ-03"]  # INJ-02 skipped, INJ-03 fired when its time came
+    assert kinds(records, "inject_skipped") == [{"inject": "INJ-02", "by": "control"}]
+    assert status["paused"] is True
+
+
+async def test_control_api_wants_the_token(tmp_path: Path) -> None:
+    """The control API refuses a command without the bearer token from control.json."""
+    import aiohttp
+
+    out = tmp_path / "run"
+    options = RunOptions(source=scenario(tmp_path, CONTROLLED), out=out, speed=1.0)
+    running = asyncio.create_task(play(options))
+    await wait_for_control(out)
+    handle = json.loads((out / CONTROL_FILE).read_text())
+    assert (out / CONTROL_FILE).stat().st_mode & 0o777 == 0o600
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{handle['url']}/v1/commands", json={"command": "pause"}) as reply,
+    ):
+        assert reply.status == 401
+    assert not (await send_command(out, "status"))["paused"]
+    await send_command(out, "speed", "max")
+    await asyncio.wait_for(running, 60)
+
+
+@pytest.mark.parametrize("path", sorted(bundled_dir().glob("*.yaml")), ids=lambda p: p.stem)
+async def test_bundled_scenarios_run_to_the_end_at_max_speed(path: Path, tmp_path: Path) -> None:
+    """Every bundled scenario plays to its end with bots in every seat, with letters verified."""
+    played = await rehearse(load_scenario(path), tmp_path / "run")
+    records = read_log(played.log)
+    assert played.reason == "end"
+    assert kinds(records, "action_failed") == []
+    assert kinds(records, "letter_sent"), "a scenario that sends no letter exercises nothing"
+    assert len(kinds(records, "letter_final")) == len(kinds(records, "letter_sent"))
+    outcomes = kinds(records, "expectation_met") + kinds(records, "expectation_missed")
+    assert outcomes
+
+
+def test_shipped_schema_is_the_generated_one() -> None:
+    """channel/exercise/schema.json is what the models generate (`make docs` refreshes it)."""
+    from channel.exercise.scenario import json_schema
+
+    shipped = json.loads((bundled_dir().parent / "schema.json").read_text(encoding="utf-8"))
+    assert shipped == json_schema()
+
+
+def test_every_bundled_scenario_matches_the_shipped_schema() -> None:
+    """The bundled YAML validates against the JSON Schema a facilitator's editor would use."""
+    import jsonschema
+    import yaml
+
+    shipped = json.loads((bundled_dir().parent / "schema.json").read_text(encoding="utf-8"))
+    for path in bundled_dir().glob("*.yaml"):
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        jsonschema.validate(_stringify_times(data), shipped)
+
+
+def _stringify_times(value: Any) -> Any:
+    """YAML reads timestamps as datetimes; JSON (and the schema) see text."""
+    import datetime
+
+    if isinstance(value, dict):
+        return {k: _stringify_times(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_stringify_times(v) for v in value]
+    if isinstance(value, datetime.datetime):
+        return value.isoformat()
+    return value
