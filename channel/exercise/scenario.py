@@ -101,6 +101,8 @@ def parse_offset(value: Any) -> float:
     if not text.upper().startswith("T+"):
         raise ValueError(f"{value!r} is not an offset: write T+HH:MM:SS or T+90m")
     rest = text[2:]
+    if rest == "0":
+        return 0.0
     clock = _CLOCK.fullmatch(rest)
     if clock:
         hours, minutes, seconds = clock.groups()
@@ -146,7 +148,7 @@ Offset = Annotated[
     WithJsonSchema(
         {
             "type": "string",
-            "pattern": r"^[Tt]\+(\d+:[0-5]\d(:[0-5]\d)?|(\d+(\.\d+)?[smhdw])+)$",
+            "pattern": r"^[Tt]\+(0|\d+:[0-5]\d(:[0-5]\d)?|(\d+(\.\d+)?[smhdw])+)$",
             "examples": ["T+00:30:00", "T+90m"],
         }
     ),
