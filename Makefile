@@ -38,6 +38,7 @@ bench: $(STAMP)
 docs: $(STAMP)
 	$(BIN)/python -m channel.server.openapi --markdown > docs/api.md
 	$(BIN)/python docs/make_vectors.py
+	$(BIN)/channel exercise schema --output channel/exercise/schema.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -10,7 +10,9 @@ Starts `channel serve` (embedded Redis, appendfsync always) in a temp dir and me
      replica (A = B) and with two `channel serve` processes sharing one Redis;
   6. scale-out: sends/s and send → live event latency with one replica and with two, on a single
      Redis and on a local three-master Redis Cluster;
-  7. `channel --help` start-up time.
+  7. `channel --help` start-up time;
+  8. each bundled exercise scenario at speed max, bots in every seat: the whole
+     `channel exercise run` (embedded courier start, play, report) and the play alone.
 """
 
 from __future__ import annotations
@@ -274,7 +276,11 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--fsync", default="always", choices=["always", "everysec"])
+    parser.add_argument("--exercises-only", action="store_true", help="Only figure 8.")
     args = parser.parse_args()
+    if args.exercises_only:
+        exercises()
+        return
 
     cores, workers = os.cpu_count(), args.workers
     print(f"Backchannel bench: {cores} cores, {workers} courier workers, appendfsync {args.fsync}")
@@ -298,6 +304,40 @@ def main() -> None:
     live_delivery(args.fsync)
     scale_out(args.fsync, min(args.sends, 3000))
     print(f"channel --help start-up, median of 10: {cli_startup() * 1000:.0f} ms")
+    exercises()
+
+
+def exercises() -> None:
+    """Bundled scenarios at speed max: the CLI end to end, and the play alone, in-process."""
+    from channel.exercise.eventlog import read_log
+    from channel.exercise.play import RunOptions, play
+    from channel.exercise.scenario import bundled_dir, load_scenario
+    from channel.logs import configure_logging
+
+    configure_logging("console", "error")
+    channel = Path(sys.executable).with_name("channel")
+    print("exercise scenarios at speed max, bots in every seat:")
+    for path in sorted(bundled_dir().glob("*.yaml")):
+        with tempfile.TemporaryDirectory(prefix="bench-exercise-") as tmp:
+            start = time.perf_counter()
+            command = [str(channel), "exercise", "run", path.stem, "--rehearse", "--no-live"]
+            subprocess.run(
+                [*command, "--out", f"{tmp}/cli"],
+                check=True,
+                capture_output=True,
+                stdin=subprocess.DEVNULL,
+            )
+            whole = time.perf_counter() - start
+            start = time.perf_counter()
+            options = RunOptions(source=load_scenario(path), out=Path(tmp) / "play", rehearse=True)
+            played = asyncio.run(play(options))
+            alone = time.perf_counter() - start
+            records = read_log(played.log)
+        letters = sum(1 for r in records if r["kind"] == "letter_sent")
+        print(
+            f"  {path.stem:<22} channel exercise run: {whole:.2f} s   play alone: {alone:.2f} s"
+            f"   ({letters} letters, {len(records)} log records)"
+        )
 
 
 def scale_out(fsync: str, sends: int) -> None:
