@@ -8,6 +8,7 @@ error, so a facilitator sees all of them at once.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,16 +33,16 @@ class ScenarioProblems(ChannelError):
     exit_code = 2
 
 
-class Speed(click.ParamType[float | None, Any]):
-    """`max` or a positive number (1 = real time)."""
+class Speed(click.ParamType[float, Any]):
+    """`max` (as fast as the machine allows: math.inf here) or a positive number (1 = real time)."""
 
     name = "speed"
 
     def convert(
         self, value: Any, param: click.Parameter | None, ctx: click.Context | None
-    ) -> float | None:
-        if value is None or value == "max":
-            return None
+    ) -> float:
+        if value == "max":
+            return math.inf
         try:
             speed = float(value)
         except ValueError:
@@ -110,7 +111,7 @@ def lint(target: str) -> None:
     problems = lint_source(source)
     for problem in problems:
         click.echo(str(problem), err=True)
-    errors = [p for p in problems if getattr(p, "severity", "error") == "error"]
+    errors = [p for p in problems if p.severity == "error"]
     if errors:
         raise ScenarioProblems(f"{target}: {_count(len(errors), 'problem')}")
     scenario = source.scenario
@@ -192,15 +193,16 @@ def play_and_report(
 
     configure_logging("console", "error")  # the courier shares this process
     console = make_console()
-    seats = seats_for(source.scenario, rehearse=rehearse, humans=humans)
-    if speed is None and "human" in seats.values():
-        speed = 1.0  # people play in real time unless the facilitator says otherwise
+    if speed is None:
+        # People play in real time unless the facilitator says otherwise; bots as fast as can be.
+        seats = seats_for(source.scenario, rehearse=rehearse, humans=humans)
+        speed = 1.0 if "human" in seats.values() else math.inf
     view = LiveView(source.scenario, console, live=live)
     options = RunOptions(
         source=source,
         out=out or default_out(source.path),
         server=server,
-        speed=speed,
+        speed=None if math.isinf(speed) else speed,
         seed=seed,
         rehearse=rehearse,
         humans=humans,
@@ -276,7 +278,9 @@ def _latest_run() -> Path:
 def replay(run_dir: Path, out: Path | None) -> None:
     """Play a run again (same scenario copy, seed and seats) and compare the two event logs."""
     from channel.exercise.replay import replay_run
+    from channel.logs import configure_logging
 
+    configure_logging("console", "error")  # the courier shares this process
     result = replay_run(run_dir, out)
     if result.divergence is not None:
         index, ours, theirs = result.divergence
@@ -335,7 +339,8 @@ def import_msel(csv_file: Path, base: str, output: Path | None) -> None:
     from channel.exercise.scenario import ScenarioError
 
     try:
-        scenario = import_sheet(csv_file.read_text(encoding="utf-8-sig"), load(base).scenario)
+        text = csv_file.read_text(encoding="utf-8-sig")
+        scenario = import_sheet(text, load(base).scenario, file=str(csv_file))
     except ScenarioError as exc:
         for problem in exc.problems:
             click.echo(str(problem), err=True)

@@ -66,10 +66,12 @@ class Problem:
     line: int
     message: str
     path: str = ""
+    severity: Literal["error", "warning"] = "error"
 
     def __str__(self) -> str:
         where = f" ({self.path})" if self.path else ""
-        return f"{self.file}:{self.line}: {self.message}{where}"
+        kind = "warning: " if self.severity == "warning" else ""
+        return f"{self.file}:{self.line}: {kind}{self.message}{where}"
 
 
 # --- the two kinds of time -----------------------------------------------------------------------
@@ -480,9 +482,7 @@ class OnReceipt(Spec):
     """What the bot does when a letter it sent reaches a state (say, returned unopened)."""
 
     event: Literal["delivered", "opened", "returned_unopened", "withdrawn", "expired"]
-    to: PartyNames = Field(
-        default_factory=list, description="Only letters to these (default: any)"
-    )
+    to: PartyNames = Field(default_factory=list, description="Only letters to these (default: any)")
     escalate: dict[str, int] = Field(default_factory=dict)
     send: Send | None = None
 
@@ -677,7 +677,7 @@ def _attach_bodies(
 
 
 def _problem(error: Any, lines: dict[Any, int], file: str) -> Problem:
-    loc = tuple(part for part in error["loc"] if not _is_union_tag(part))
+    loc = tuple(part for part in error["loc"] if not is_union_tag(part))
     line = 1
     for end in range(len(loc), -1, -1):
         if loc[:end] in lines:
@@ -691,7 +691,7 @@ def _problem(error: Any, lines: dict[Any, int], file: str) -> Problem:
     return Problem(file, line, message, _dotted(loc))
 
 
-def _is_union_tag(part: Any) -> bool:
+def is_union_tag(part: Any) -> bool:
     # pydantic names union members in error locations ("Fixed", "function-before[...]").
     return isinstance(part, str) and (part[:1].isupper() or "[" in part)
 
@@ -718,5 +718,17 @@ def resolve_scenario(name_or_path: str) -> Path:
     )
 
 
+class _Dumper(yaml.SafeDumper):
+    """Multi-line text (letter bodies) as `|` blocks, readable and diffable."""
+
+
+def _text(dumper: yaml.SafeDumper, text: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in text else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", text, style=style)
+
+
+_Dumper.add_representer(str, _text)
+
+
 def dump_yaml(data: Any) -> str:
-    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100)
