@@ -40,6 +40,7 @@ CTX_CONTENT = b"backchannel/v1/content\x00"
 CTX_RECEIPT = b"backchannel/v1/receipt\x00"
 CTX_DECISION = b"backchannel/v1/decision\x00"
 HPKE_INFO_PREFIX = b"backchannel/v1/letter\x00"
+ESCROW_INFO_PREFIX = b"backchannel/v1/escrow\x00"
 
 _SUITE = hpke.Suite(hpke.KEM.X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.CHACHA20_POLY1305)
 _RAW = serialization.Encoding.Raw, serialization.PublicFormat.Raw
@@ -133,7 +134,7 @@ def seal_letter(
         subject=subject,
         body=body,
     )
-    signed = SignedContent(content=content, signature=sender.sign(CTX_CONTENT, content.signable()))
+    signed = sign_content(sender, content)
     ciphertext = _SUITE.encrypt(
         signed.signable(),
         X25519PublicKey.from_public_bytes(recipient.encryption_key),
@@ -153,6 +154,35 @@ def seal_letter(
     )
     seal = sender.sign(CTX_ENVELOPE, envelope.signable())
     return SealedLetter(envelope=envelope, seal=seal, ciphertext=ciphertext)
+
+
+def sign_content(sender: PartyKeys, content: LetterContent) -> SignedContent:
+    """The sender's signature over the content (Ed25519 is deterministic: the same bytes as the
+    signature sealed inside the letter)."""
+    return SignedContent(content=content, signature=sender.sign(CTX_CONTENT, content.signable()))
+
+
+def escrow_content(signed: SignedContent, archive_key: bytes) -> bytes:
+    """The signed content sealed to an exercise control cell's archive key (escrow transcripts)."""
+    return _SUITE.encrypt(
+        signed.signable(),
+        X25519PublicKey.from_public_bytes(archive_key),
+        info=ESCROW_INFO_PREFIX + signed.content.letter_id.encode("ascii"),
+    )
+
+
+def open_escrow(blob: bytes, archive: X25519PrivateKey, letter_id: str) -> SignedContent:
+    """Decrypt an escrowed content; IntegrityError if it is not the escrow of `letter_id`."""
+    try:
+        plaintext = _SUITE.decrypt(
+            blob, archive, info=ESCROW_INFO_PREFIX + letter_id.encode("ascii")
+        )
+        signed = SignedContent.model_validate_json(plaintext)
+    except (InvalidTag, ValueError, ValidationError):
+        raise IntegrityError(f"letter {letter_id}: the escrow does not decrypt") from None
+    if signed.content.letter_id != letter_id:
+        raise IntegrityError(f"letter {letter_id}: the escrow holds another letter")
+    return signed
 
 
 def check_sealed(letter: SealedLetter, sender_signing_key: bytes) -> str:

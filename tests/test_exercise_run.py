@@ -406,3 +406,49 @@ def _stringify_times(value: Any) -> Any:
     if isinstance(value, datetime.datetime):
         return value.isoformat()
     return value
+
+
+ESCROWED = CONTROLLED.replace("title: Controlled", "title: Escrowed\ntranscript: escrow")
+
+
+async def test_escrow_seals_every_letter_to_the_archive_key_people_included(
+    tmp_path: Path,
+) -> None:
+    """Bots' letters are escrowed by the runner, a person's by `exercise send`; the archive key
+    opens each to content signed by its sender, and the courier never had it."""
+    from channel.exercise.escrow import read_escrow, send_escrowed
+    from channel.models import Precedence
+
+    out = tmp_path / "run"
+    options = RunOptions(source=scenario(tmp_path, ESCROWED), out=out, speed=1.0)
+    running = asyncio.create_task(play(options))
+    await wait_for_control(out)
+    assert (out / "archive.key").stat().st_mode & 0o777 == 0o600
+    await send_command(out, "fire", "INJ-01")  # the director's bot writes to the human seat
+    person = await send_escrowed(
+        out, QUDS, DIRECTOR, "We received nothing.", "Reply", Precedence.PRIORITY
+    )
+    for _ in range(100):
+        if len(kinds(read_log(out / "events.jsonl"), "escrowed")) == 2:
+            break
+        await asyncio.sleep(0.05)
+    await send_command(out, "speed", "max")
+    records = read_log((await asyncio.wait_for(running, 60)).log)
+    keys = records[0]["evidence"]["party_keys"]
+    sent = {
+        r["data"]["letter"]: r["evidence"]["letter_id"]
+        for r in records
+        if r["kind"] == "letter_sent"
+    }
+    escrows = {
+        r["data"]["letter"]: r["evidence"]["archive"] for r in records if r["kind"] == "escrowed"
+    }
+    assert sorted(escrows) == sorted(sent) == ["L1", "L2"]
+    bodies = set()
+    for label, blob in escrows.items():
+        content = read_escrow(out, sent[label], base64.b64decode(blob))
+        sender_key = base64.b64decode(keys[content.content.sender]["signing_key"])
+        assert verify_content(content, sender_key)
+        bodies.add(content.content.body)
+    assert bodies == {"Do not.", "We received nothing."}
+    assert sent["L2"] == person

@@ -273,6 +273,35 @@ def _latest_run() -> Path:
 
 
 @exercise.command()
+@click.option(
+    "--run",
+    "run_dir",
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="The run folder.",
+)
+@click.option("--as", "name", required=True, metavar="PARTY", help="The seat you play.")
+@click.option("--to", required=True, metavar="PARTY", help="The recipient.")
+@click.option("--subject", default="", help="Subject (the exercise marking is prefixed).")
+@click.option("--text", required=True, help="The letter.")
+@click.option(
+    "--precedence",
+    type=click.Choice(["routine", "priority", "immediate", "flash"]),
+    default="routine",
+    show_default=True,
+)
+def send(run_dir: Path, name: str, to: str, subject: str, text: str, precedence: str) -> None:
+    """Send a letter in an escrow exercise: also sealed to the control cell's archive key."""
+    import asyncio
+
+    from channel.exercise.escrow import send_escrowed
+    from channel.models import Precedence
+
+    letter_id = asyncio.run(send_escrowed(run_dir, name, to, text, subject, Precedence(precedence)))
+    click.echo(f"sent {letter_id} to {to} (escrowed for the control cell)")
+
+
+@exercise.command()
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Replay folder.")
 def replay(run_dir: Path, out: Path | None) -> None:
@@ -302,7 +331,7 @@ class ReplayDiverged(ChannelError):
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Write here.")
 def report(target: Path, formats: tuple[str, ...], out: Path | None) -> None:
     """(Re)make the after-action report from a run's event log."""
-    from channel.exercise.play import LOG_FILE
+    from channel.exercise.eventlog import LOG_FILE
     from channel.exercise.report import write_reports
 
     log = target / LOG_FILE if target.is_dir() else target

@@ -27,6 +27,7 @@ from typing import IO, Any
 from channel.canonical import ZERO_HASH, canonical_json, format_time, now_utc, sha256_hex
 from channel.errors import ChannelError
 
+LOG_FILE = "events.jsonl"  # in every run folder
 VOLATILE = ("wall", "evidence", "hash", "prev")
 
 
@@ -107,6 +108,18 @@ class EventLog:
 def read_log(path: Path) -> list[dict[str, Any]]:
     """Every record, the chain checked: LogError names the first line that does not fit."""
     return list(_verified(path))
+
+
+def run_started(path: Path) -> dict[str, Any]:
+    """The first record of a log (safe to read while a live run appends to it)."""
+    try:
+        with path.open(encoding="utf-8") as handle:
+            record = json.loads(handle.readline())
+    except (OSError, ValueError):
+        raise LogError(f"{path} is missing or unreadable: no exercise run there") from None
+    if not isinstance(record, dict) or record.get("kind") != "run_started":
+        raise LogError(f"{path} does not start with run_started")
+    return record
 
 
 def _verified(path: Path) -> Iterator[dict[str, Any]]:

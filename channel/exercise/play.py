@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
 import shutil
 import signal
 from collections.abc import AsyncIterator, Callable
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from channel.canonical import format_time
 from channel.client import Client
@@ -30,7 +32,8 @@ from channel.embedded import EmbeddedRedis
 from channel.errors import BadRequest, NameTaken
 from channel.exercise.clock import Clocks, MoveSpan
 from channel.exercise.control import control_api
-from channel.exercise.eventlog import EventLog
+from channel.exercise.escrow import ARCHIVE_KEY_FILE, ESCROW_DIR
+from channel.exercise.eventlog import LOG_FILE, EventLog
 from channel.exercise.runner import Runner
 from channel.exercise.scenario import (
     Inject,
@@ -41,10 +44,9 @@ from channel.exercise.scenario import (
     format_offset,
 )
 from channel.keyring import Keyring
-from channel.seal import PartyKeys, raw_public
+from channel.seal import PartyKeys, raw_private, raw_public
 from channel.server.run import courier_in_process, load_courier_key
 
-LOG_FILE = "events.jsonl"
 SCENARIO_DIR = "scenario"
 
 
@@ -133,10 +135,22 @@ async def play(options: RunOptions) -> Played:
         ring = Keyring(out / "keyring")
         clients = await _cast(Client(url, session=session), ring, scenario, courier_key, url)
         events = stack.enter_context(EventLog(log_path))
+        archive = _archive_key(out) if scenario.transcript is Transcript.ESCROW else None
         runner = Runner(
-            scenario, seats, clients, clocks, events, seed=options.seed, on_record=options.on_record
+            scenario,
+            seats,
+            clients,
+            clocks,
+            events,
+            seed=options.seed,
+            on_record=options.on_record,
+            archive_key=archive,
+            escrow_dir=out / ESCROW_DIR,
         )
-        runner.write("run_started", *_started(options, seats, url, courier_key, clients, clocks))
+        data, evidence = _started(options, seats, url, courier_key, clients, clocks)
+        if archive is not None:
+            evidence["archive_key"] = _b64(archive)
+        runner.write("run_started", data, evidence)
         await stack.enter_async_context(control_api(runner, out))
         if options.on_stage is not None:
             options.on_stage(Stage(url, out, ring.home, seats))
@@ -172,6 +186,16 @@ def prepare_out(out: Path, source: Source) -> Path:
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source.path.parent / inject.body_file, target)
     return out
+
+
+def _archive_key(out: Path) -> bytes:
+    """The control cell's escrow key: the private half stays in the run folder (0600)."""
+    key = X25519PrivateKey.generate()
+    descriptor = os.open(out / ARCHIVE_KEY_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(raw_private(key))
+    (out / ESCROW_DIR).mkdir(mode=0o700)
+    return key.public_key().public_bytes_raw()
 
 
 def _scheduled_or_fail(source: Source, clocks: Clocks) -> None:

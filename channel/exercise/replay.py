@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from channel.errors import BadRequest, IntegrityError
-from channel.exercise.eventlog import first_divergence, read_log
-from channel.exercise.play import LOG_FILE, SCENARIO_DIR, RunOptions, play
+from channel.exercise.eventlog import LOG_FILE, first_divergence, read_log
+from channel.exercise.play import SCENARIO_DIR, RunOptions, play
 from channel.exercise.scenario import load_scenario
 
 

@@ -20,6 +20,7 @@ import heapq
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -28,6 +29,7 @@ from channel.client import Client
 from channel.errors import ChannelError
 from channel.exercise.bots import Arrival, Bot, Letter, Reaction, sample
 from channel.exercise.clock import Clocks
+from channel.exercise.escrow import marked
 from channel.exercise.eventlog import EventLog
 from channel.exercise.expectations import (
     Expectations,
@@ -37,8 +39,9 @@ from channel.exercise.expectations import (
 )
 from channel.exercise.scenario import Channel, Inject, Scenario, format_offset
 from channel.lifecycle import State, is_terminal
-from channel.models import LetterStatus, LiveEvent, Precedence, Receipt
+from channel.models import LetterContent, LetterStatus, LiveEvent, Precedence, Receipt
 from channel.names import new_letter_id
+from channel.seal import escrow_content, sign_content
 
 log = structlog.get_logger("channel.exercise")
 Action = Callable[..., Awaitable[None]]
@@ -90,6 +93,8 @@ class Runner:
         *,
         seed: int,
         on_record: Callable[[dict[str, Any]], None] | None = None,
+        archive_key: bytes | None = None,
+        escrow_dir: Path | None = None,
     ) -> None:
         self.scenario = scenario
         self.seats = seats  # party → human | control | bot:<policy>
@@ -98,6 +103,8 @@ class Runner:
         self.log = events
         self.seed = seed
         self.on_record = on_record
+        self.archive_key = archive_key  # escrow transcripts: the control cell's X25519 key
+        self.escrow_dir = escrow_dir  # where people's `channel exercise send` leaves escrows
         self.bots = {
             name: Bot(name, scenario.policies[seat.removeprefix("bot:")], seed)
             for name, seat in seats.items()
@@ -347,6 +354,20 @@ class Runner:
             "receipt": _receipt(receipt),
         }
         self._letter_sent(tracked, sealed.envelope.ciphertext_size, precedence, evidence)
+        if self.archive_key is not None:
+            content = LetterContent(
+                letter_id=tracked.letter_id,
+                sender=sender,
+                recipient=to,
+                sent_at=sealed.envelope.sent_at,
+                subject=self._marked(subject),
+                body=body,
+            )
+            signed = sign_content(self.clients[sender].me, content)
+            self._escrowed(tracked, escrow_content(signed, self.archive_key))
+
+    def _escrowed(self, tracked: Tracked, blob: bytes) -> None:
+        self.write("escrowed", {"letter": tracked.label}, {"archive": _b64(blob)})
 
     def _letter_sent(
         self, tracked: Tracked, size: int, precedence: Precedence, evidence: dict[str, Any]
@@ -379,8 +400,7 @@ class Runner:
         del self.by_id[tracked.letter_id]
 
     def _marked(self, subject: str) -> str:
-        marking = self.scenario.marking.strip()
-        return f"{marking} — {subject}" if marking else subject
+        return marked(self.scenario.marking, subject)
 
     def _unmarked(self, subject: str) -> str:
         return subject.removeprefix(f"{self.scenario.marking.strip()} — ")
@@ -558,6 +578,9 @@ class Runner:
             "receipt": _receipt(status.receipts[0]),
         }
         self._letter_sent(tracked, env.ciphertext_size, env.precedence, evidence)
+        escrow = self.escrow_dir / f"{env.id}.bin" if self.escrow_dir else None
+        if self.archive_key is not None and escrow is not None and escrow.is_file():
+            self._escrowed(tracked, escrow.read_bytes())
         return tracked
 
     async def _command(self, command: Command) -> None:
