@@ -154,3 +154,43 @@ def test_demo_plays_the_letter_and_writes_the_report(tmp_path: Path) -> None:
         and r["data"]["by"] == "ir.irgc.quds"
     ]
     assert returned, "the commander returns the director's letter unopened"
+
+
+def test_sigterm_ends_a_live_run_gracefully(tmp_path: Path) -> None:
+    """SIGTERM mid-run: the log closes with run_ended (interrupted), the report is written, and
+    the embedded Redis stops with the run (no orphan keeps the data dir's socket)."""
+    import signal
+    import time
+
+    from tests.test_exercise_run import CONTROLLED
+
+    path = tmp_path / "controlled.yaml"
+    path.write_text(CONTROLLED, encoding="utf-8")
+    out = tmp_path / "run"
+    process = subprocess.Popen(
+        [*CHANNEL, "exercise", "run", str(path), "--speed", "1", "--no-live", "--out", str(out)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        for _ in range(600):
+            if (out / "control.json").exists():
+                break
+            time.sleep(0.05)
+        assert (out / "control.json").exists()
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, stderr
+    assert "Traceback" not in stderr
+    assert "exercise ended (interrupted)" in stdout
+    records = read_log(out / "events.jsonl")
+    assert records[-1]["kind"] == "run_ended"
+    assert records[-1]["data"]["reason"] == "interrupted"
+    assert (out / "report.html").exists()
+    assert not (out / "control.json").exists()
+    assert not list((out / "courier").glob("*.sock"))

@@ -32,7 +32,13 @@ def marked(marking: str, subject: str) -> str:
 
 
 async def send_escrowed(
-    run_dir: Path, name: str, to: str, body: str, subject: str, precedence: Precedence
+    run_dir: Path,
+    name: str,
+    to: str,
+    body: str,
+    subject: str,
+    precedence: Precedence,
+    in_reply_to: str | None = None,
 ) -> str:
     """Send as `name` in the run in `run_dir`, escrowing first; returns the letter id."""
     started = run_started(run_dir / LOG_FILE)
@@ -45,7 +51,9 @@ async def send_escrowed(
     subject = marked(started["data"]["scenario"]["marking"], subject)
     async with Client(evidence["courier_url"], keys) as client:
         client.trust_courier(base64.b64decode(evidence["courier_key"]))
-        sealed = await client.seal(to, body, subject=subject, precedence=precedence)
+        sealed = await client.seal(
+            to, body, subject=subject, precedence=precedence, in_reply_to=in_reply_to
+        )
         env = sealed.envelope
         content = LetterContent(
             letter_id=env.id,

@@ -45,7 +45,13 @@ def describe(record: dict[str, Any]) -> str:
         who = d.get("from") or "control"
         to = ", ".join(d.get("to", [])) or "everyone"
         verb = "tasks" if kind == "inject_tasked" else d["channel"]
-        return f"{d['inject']} {verb}: {who} → {to}: {d['subject']}"
+        # Players read public items and their taskings here: show the words, not just a title.
+        words = d.get("text") or d.get("action")
+        detail = f" — {_clip(words)}" if words else ""
+        return f"{d['inject']} {verb}: {who} → {to}: {d['subject']}{detail}"
+    if kind in ("escrowed", "released"):
+        by = f" by {d['by']}" if d.get("by") else ""
+        return f"{d['letter']} {kind}{by}"
     if kind in ("expectation_met", "expectation_missed"):
         outcome = "met" if kind == "expectation_met" else "MISSED"
         by = f" by {d['letter']}" if d.get("letter") else ""
@@ -65,6 +71,11 @@ def describe(record: dict[str, Any]) -> str:
     if kind == "run_ended":
         return f"exercise ended ({d['reason']}): {d['letters']} letters"
     return str(kind).replace("_", " ")
+
+
+def _clip(text: str, most: int = 160) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= most else line[: most - 1] + "…"
 
 
 class LiveView:

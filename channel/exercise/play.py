@@ -127,6 +127,49 @@ async def play(options: RunOptions) -> Played:
     _scheduled_or_fail(options.source, clocks)
     out = prepare_out(options.out, options.source)
     log_path = out / LOG_FILE
+    with _Stopper() as stopper:
+        reason = await _stage_and_play(options, seats, clocks, out, stopper)
+    return Played(out, log_path, reason)
+
+
+class _Stopper:
+    """Ctrl-C and SIGTERM end the run gracefully from the moment `play` starts: the log gets its
+    final records, and the embedded courier and Redis stop with the run (no orphans)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.runner: Runner | None = None
+        self.requested = False
+
+    def __enter__(self) -> _Stopper:
+        loop = asyncio.get_running_loop()
+        for sig in self.SIGNALS:
+            with suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.stop)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in self.SIGNALS:
+            with suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(sig)
+
+    def stop(self) -> None:
+        self.requested = True
+        if self.runner is not None:
+            self.runner.stop("interrupted")
+
+    def attach(self, runner: Runner) -> None:
+        self.runner = runner
+        if self.requested:
+            runner.stop("interrupted")
+
+
+async def _stage_and_play(
+    options: RunOptions, seats: dict[str, str], clocks: Clocks, out: Path, stopper: _Stopper
+) -> str:
+    scenario = options.source.scenario
     async with AsyncExitStack() as stack:
         url, courier_key = await _courier(stack, out, options.server)
         session = await stack.enter_async_context(
@@ -134,7 +177,7 @@ async def play(options: RunOptions) -> Played:
         )
         ring = Keyring(out / "keyring")
         clients = await _cast(Client(url, session=session), ring, scenario, courier_key, url)
-        events = stack.enter_context(EventLog(log_path))
+        events = stack.enter_context(EventLog(out / LOG_FILE))
         archive = _archive_key(out) if scenario.transcript is Transcript.ESCROW else None
         runner = Runner(
             scenario,
@@ -151,29 +194,22 @@ async def play(options: RunOptions) -> Played:
         if archive is not None:
             evidence["archive_key"] = _b64(archive)
         runner.write("run_started", data, evidence)
+        stopper.attach(runner)
         await stack.enter_async_context(control_api(runner, out))
         if options.on_stage is not None:
             options.on_stage(Stage(url, out, ring.home, seats))
         async with _watching(runner, seats, clients, live=options.speed is not None):
-            reason = await _run_until_stopped(runner)
+            reason = await runner.run()
         await runner.finish(reason, releases=scenario.transcript is Transcript.POST_RELEASE)
-    return Played(out, log_path, reason)
-
-
-async def _run_until_stopped(runner: Runner) -> str:
-    """Ctrl-C ends the run gracefully: the log still gets its final records."""
-    loop = asyncio.get_running_loop()
-    with suppress(NotImplementedError, RuntimeError):
-        loop.add_signal_handler(signal.SIGINT, runner.stop, "interrupted")
-    try:
-        return await runner.run()
-    finally:
-        with suppress(NotImplementedError, RuntimeError):
-            loop.remove_signal_handler(signal.SIGINT)
+    return reason
 
 
 def prepare_out(out: Path, source: Source) -> Path:
-    """A fresh run folder holding a copy of the scenario and its bodies, exactly as played."""
+    """A fresh run folder holding a copy of the scenario and its bodies, exactly as played.
+
+    Absolute from here on: the embedded Redis's unix socket lives in it.
+    """
+    out = out.resolve()
     if out.exists() and any(out.iterdir()):
         raise BadRequest(f"{out} is not empty: each run gets a folder of its own")
     out.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -671,13 +671,13 @@ class Runner:
             self._release()
         for tracked in list(self.letters.values()):
             await self._final(tracked)
-        total = sum(1 for inject in self.scenario.injects if not inject.contingency)
+        scheduled = {inject.id for inject in self.scenario.injects if not inject.contingency}
         self.write(
             "run_ended",
             {
                 "reason": reason,
-                "injects_fired": len(self.fired),
-                "injects_total": total,
+                "injects_fired": len(self.fired & scheduled),
+                "injects_total": len(scheduled),
                 "letters": len(self.letters),
             },
             {"head": self.log.head},

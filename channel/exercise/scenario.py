@@ -707,7 +707,7 @@ def bundled_dir() -> Path:
 def resolve_scenario(name_or_path: str) -> Path:
     """A path, or the name of a bundled scenario (`letter-to-soleimani`)."""
     path = Path(name_or_path)
-    if path.exists():
+    if path.is_file():
         return path
     bundled = bundled_dir() / f"{name_or_path}.yaml"
     if bundled.is_file():
