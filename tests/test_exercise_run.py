@@ -452,3 +452,18 @@ async def test_escrow_seals_every_letter_to_the_archive_key_people_included(
         bodies.add(content.content.body)
     assert bodies == {"Do not.", "We received nothing."}
     assert sent["L2"] == person
+
+
+async def test_the_guides_annotated_example_lints_clean_and_plays(tmp_path: Path) -> None:
+    """The complete example in docs/exercises.md is a working scenario, as the guide promises."""
+    from channel.exercise.lint import lint
+
+    guide = (Path(__file__).parent.parent / "docs" / "exercises.md").read_text(encoding="utf-8")
+    blocks = guide.split("```yaml\n")[1:]
+    (example,) = [b.split("```")[0] for b in blocks if b.startswith("# hotline-check.yaml")]
+    source = scenario(tmp_path, example, "hotline-check.yaml")
+    assert [p for p in lint(source) if p.severity == "error"] == []
+    played = await rehearse(source, tmp_path / "run")
+    records = read_log(played.log)
+    assert played.reason == "end"
+    assert kinds(records, "letter_sent")
