@@ -467,3 +467,25 @@ async def test_the_guides_annotated_example_lints_clean_and_plays(tmp_path: Path
     records = read_log(played.log)
     assert played.reason == "end"
     assert kinds(records, "letter_sent")
+
+
+async def test_a_run_on_an_existing_courier_uses_it_and_starts_no_redis(
+    courier_url: str, tmp_path: Path
+) -> None:
+    """--server: the parties register on that courier, letters go through it, no courier/ dir."""
+    played = await rehearse(scenario(tmp_path), tmp_path / "run", server=courier_url)
+    records = read_log(played.log)
+    assert records[0]["evidence"]["courier_url"] == courier_url
+    assert not (played.out / "courier").exists()
+    assert len(kinds(records, "letter_final")) == len(kinds(records, "letter_sent")) > 0
+
+
+async def test_a_name_taken_on_the_courier_is_a_clear_error(
+    courier_url: str, tmp_path: Path
+) -> None:
+    """A party already registered there with other keys stops the run before the first inject."""
+    from channel.errors import NameTaken
+
+    await rehearse(scenario(tmp_path), tmp_path / "first", server=courier_url)
+    with pytest.raises(NameTaken, match=r"already registered on .* with other keys"):
+        await rehearse(scenario(tmp_path), tmp_path / "second", server=courier_url)

@@ -247,7 +247,8 @@ def _scheduled_or_fail(source: Source, clocks: Clocks) -> None:
 async def _courier(stack: AsyncExitStack, out: Path, server: str | None) -> tuple[str, bytes]:
     """The exercise's courier: the one at `server`, or an embedded one in the run folder."""
     if server is not None:
-        key = (await Client(server).courier_key()).signing_key
+        async with Client(server) as probe:
+            key = (await probe.courier_key()).signing_key
         return server.rstrip("/"), key
     data = out / "courier"
     data.mkdir(mode=0o700)
