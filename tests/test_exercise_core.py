@@ -275,3 +275,12 @@ def test_the_log_refuses_floats(tmp_path: Path) -> None:
     """Canonical JSON has no floats: a float in a record is a bug caught at write time."""
     with EventLog(tmp_path / "events.jsonl") as log, pytest.raises(ValueError, match="floats"):
         log.write("note", Stamp(0, "2017-11-20T09:00:00.000Z", 1), {"p": 0.5})
+
+
+def test_reply_subjects_do_not_stack() -> None:
+    """Answering `Re: Warning` gives `Re: Warning`, not `Re: Re: Warning`."""
+    bot = Bot("ir.irgc.quds", POLICY, 1)
+    arrival, _ = bot.arrive(LETTER)
+    answer = Letter("L2", "us.cia.director", "ir.irgc.quds", "Re: Warning", "Body")
+    (reply,) = bot.opened(arrival, answer).letters
+    assert reply.subject == "Re: Warning"

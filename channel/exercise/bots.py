@@ -44,6 +44,13 @@ def sample(distribution: Distribution, rng: random.Random) -> float:
     raise TypeError(f"unknown distribution {distribution!r}")
 
 
+def _unstacked(subject: str) -> str:
+    """`Re: Re: x` → `Re: x`: bots answering each other should not grow their subjects."""
+    while subject.startswith("Re: Re: "):
+        subject = subject[4:]
+    return subject
+
+
 def render(template: str, values: dict[str, str]) -> str:
     """`$name` substitution; unknown names stay as written, so a typo shows in the letter."""
     return Template(template).safe_substitute(values)
@@ -141,7 +148,7 @@ class Bot:
             reaction.letters.append(
                 Outgoing(
                     to=reply.to or letter.sender,
-                    subject=render(reply.subject, values),
+                    subject=_unstacked(render(reply.subject, values)),
                     body=render(reply.body, values),
                     delay=sample(reply.after, self.rng),
                     precedence=reply.precedence or Precedence.ROUTINE,
