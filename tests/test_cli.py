@@ -561,7 +561,7 @@ def test_serve_and_admin_invite_through_the_data_dir(tmp_path: Path) -> None:
 
 
 def test_demo_tells_the_story_and_leaves_verifiable_evidence(tmp_path: Path) -> None:
-    """`channel demo --story` runs without stdin or a server, returns the letter unopened, verifies."""
+    """`demo --story` runs with no stdin or server, returns the letter unopened, verifies."""
     kept = tmp_path / "demo"
     done = subprocess.run(
         [*CHANNEL, "demo", "--story", "--keep", str(kept)],

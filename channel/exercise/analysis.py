@@ -3,37 +3,40 @@
 `analyse(records)` takes the records `read_log` returns (already chain-checked) and gives an
 `AfterAction`: the overview, a timeline, each objective with its expectations and a suggested
 HSEEP rating, the communications analysis (who wrote to whom, how fast letters were opened and
-answered) and the integrity of every letter's final status, checked with the keys `run_started`
-announced, never with keys a status carries. `channel.exercise.report` renders it.
+answered; `channel.exercise.comms`) and the integrity of every letter's final status, checked
+with the keys `run_started` announced, never with keys a status carries
+(`channel.exercise.integrity`). `channel.exercise.report` renders it.
 
 Times: `t` is exercise milliseconds; durations between letters are world (story) seconds.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import statistics
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from itertools import pairwise
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import Field
 
-from channel.canonical import to_millis
-from channel.errors import IntegrityError
+from channel.exercise.comms import (
+    Comms,
+    LetterTrack,
+    Part,
+    Record,
+    comms,
+    letter_tracks,
+    world_seconds,
+)
 from channel.exercise.eventlog import LogError
+from channel.exercise.integrity import Integrity, integrity
 from channel.exercise.scenario import format_duration
 from channel.lifecycle import State
-from channel.models import LetterStatus, Receipt
-from channel.seal import verify_chain, verify_seal
 
 Outcome = Literal["met", "missed", "pending", "not fired"]
 Rating = Literal["P", "S", "M", "U", "not assessed"]
-Record = Mapping[str, Any]
 Who = Callable[[str], str]
 
 RATING_RULE = (
@@ -43,26 +46,8 @@ RATING_RULE = (
     "performed). Pending expectations count as not met; expectations of injects that never fired "
     "are left out; an objective with no expectations is not assessed. The evaluator decides."
 )
-OPEN_RULE = "Time to open: from the letter's sending to its opened receipt, world time."
-REPLY_RULE = (
-    "Time to reply: from the original's opened receipt (its sending, if it was never opened) to "
-    "the reply's sending, world time; a reply is a letter back to the original's sender in reply "
-    "to it, and only the first reply counts."
-)
-MOVE_RULE = "Per move, a letter and everything that happens to it count in the move it was sent in."
-UNANSWERED_RULE = (
-    "Unanswered: opened by the recipient, who never replied. Undecided: neither opened nor "
-    "returned by the recipient nor withdrawn by the sender by the end (expired letters included)."
-)
 STRENGTHS_HINT = "Evaluator: what went well, with the evidence that shows it."
 AREAS_HINT = "Evaluator: what to improve, with its root cause."
-DECIDED = frozenset({State.OPENED, State.RETURNED_UNOPENED, State.WITHDRAWN})
-
-
-class Part(BaseModel):
-    """Every report part is a frozen record that refuses unknown fields."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 # --- the overview --------------------------------------------------------------------------------
@@ -161,8 +146,8 @@ class ObjectiveResult(Part):
     total_weight: int
     fraction: float | None
     rating: Rating
-    strengths: list[str] = []
-    areas_for_improvement: list[str] = []
+    strengths: list[str] = Field(default_factory=list)
+    areas_for_improvement: list[str] = Field(default_factory=list)
     strengths_hint: str = STRENGTHS_HINT
     areas_hint: str = AREAS_HINT
 
@@ -178,121 +163,6 @@ class PlanRow(Part):
     owner: str = ""
     start: str = ""
     completion: str = ""
-
-
-# --- communications ------------------------------------------------------------------------------
-
-
-class Mark(Part):
-    """One receipt in a letter's life, as the log recorded it."""
-
-    event: str
-    t: int
-    world: str
-    seq: int | None
-    by: str | None
-    reason: str | None
-
-
-class LetterTrack(Part):
-    label: str
-    letter_id: str | None
-    sender: str
-    recipient: str
-    t: int
-    world: str
-    move: int
-    by: str | None
-    subject: str | None
-    in_reply_to: str | None
-    precedence: str | None
-    marks: list[Mark]
-    final_state: str | None
-
-    def mark(self, event: str) -> Mark | None:
-        return next((mark for mark in self.marks if mark.event == event), None)
-
-    @property
-    def delivered_t(self) -> int | None:
-        delivered = self.mark(State.DELIVERED)
-        return delivered.t if delivered else None
-
-    @property
-    def decided(self) -> bool:
-        return any(mark.event in DECIDED for mark in self.marks)
-
-
-class FirstContact(Part):
-    sender: str
-    recipient: str
-    letter: str
-    t: int
-    world: str
-
-
-class Durations(Part):
-    """World seconds, in the order the letters were sent."""
-
-    seconds: list[float]
-    median: float | None
-    max: float | None
-
-
-class PartyComms(Part):
-    party: str
-    sent: int
-    received: int
-    opened: int
-    returned_unopened: int
-    time_to_open: Durations
-    time_to_reply: Durations
-    unanswered: list[str]
-    undecided: list[str]
-
-
-class MoveComms(Part):
-    move: int
-    title: str
-    matrix: dict[str, dict[str, int]]
-    parties: list[PartyComms]
-
-
-class Comms(Part):
-    parties: list[str]
-    matrix: dict[str, dict[str, int]]
-    first_contact: list[FirstContact]
-    totals: list[PartyComms]
-    per_move: list[MoveComms]
-    letters: list[LetterTrack]
-    rules: list[str]
-
-
-# --- integrity -----------------------------------------------------------------------------------
-
-
-class LetterCheck(Part):
-    letter: str
-    letter_id: str | None
-    sender: str | None
-    recipient: str | None
-    ok: bool
-    reason: str
-
-
-class Integrity(Part):
-    scenario_digest: str
-    chain_head: str
-    records: int
-    courier_key: str | None
-    courier_url: str | None
-    letters: list[LetterCheck]
-    verified: int
-    failed: int
-    missing_final: list[str]
-
-    @property
-    def ok(self) -> bool:
-        return self.failed == 0 and not self.missing_final
 
 
 class AfterAction(Part):
@@ -337,10 +207,6 @@ def _namer(parties: Iterable[Mapping[str, Any]]) -> Who:
     """Names as the report shows them: the party's label when the scenario gives one."""
     labels = {str(p["name"]): str(p.get("label") or p["name"]) for p in parties}
     return lambda name: labels.get(name, name)
-
-
-def _seconds(earlier: str, later: str) -> float:
-    return (to_millis(later) - to_millis(earlier)) / 1000
 
 
 # --- overview ------------------------------------------------------------------------------------
@@ -449,7 +315,7 @@ def world_rate(start: Record) -> float | None:
 
 def _latency_sentence(letters: list[LetterTrack]) -> str | None:
     lags = [
-        _seconds(letter.world, delivered.world)
+        world_seconds(letter.world, delivered.world)
         for letter in letters
         if (delivered := letter.mark(State.DELIVERED))
     ]
@@ -465,7 +331,7 @@ def _jump_sentence(moves: list[MoveInfo], rate: float | None) -> str | None:
     jumps = [
         f"move {after.id} starts at {after.world}"
         for before, after in pairwise(moves)
-        if abs(_seconds(before.world, after.world) - rate * (after.t - before.t) / 1000) >= 1
+        if abs(world_seconds(before.world, after.world) - rate * (after.t - before.t) / 1000) >= 1
     ]
     return f"moves jump world time ({'; '.join(jumps)})" if jumps else None
 
@@ -616,58 +482,6 @@ def inject_marks(records: Sequence[Record]) -> list[InjectMark]:
     ]
 
 
-# --- letters -------------------------------------------------------------------------------------
-
-
-def letter_tracks(records: Sequence[Record]) -> list[LetterTrack]:
-    """Every letter the log sent, with its receipts and final state, in sending order."""
-    marks: dict[str, list[Mark]] = defaultdict(list)
-    finals: dict[str, str] = {}
-    for record in records:
-        data = record["data"]
-        if record["kind"] == "receipt":
-            marks[str(data.get("letter"))].append(_mark(record))
-        elif record["kind"] == "letter_final":
-            finals[str(data.get("letter"))] = str(data.get("state"))
-    return [
-        _track(record, marks[str(record["data"]["letter"])], finals)
-        for record in records
-        if record["kind"] == "letter_sent"
-    ]
-
-
-def _mark(record: Record) -> Mark:
-    data = record["data"]
-    return Mark(
-        event=str(data.get("event")),
-        t=int(record["t"]),
-        world=str(record["world"]),
-        seq=data.get("seq"),
-        by=data.get("by"),
-        reason=data.get("reason"),
-    )
-
-
-def _track(record: Record, marks: list[Mark], finals: Mapping[str, str]) -> LetterTrack:
-    data = record["data"]
-    label = str(data["letter"])
-    return LetterTrack(
-        label=label,
-        letter_id=record["evidence"].get("letter_id"),
-        sender=str(data.get("from")),
-        recipient=str(data.get("to")),
-        t=int(record["t"]),
-        world=str(record["world"]),
-        move=int(record["move"]),
-        by=data.get("by"),
-        subject=data.get("subject"),
-        in_reply_to=data.get("in_reply_to"),
-        precedence=data.get("precedence"),
-        marks=marks,
-        final_state=finals.get(label),
-    )
-
-
 # --- objectives ----------------------------------------------------------------------------------
 
 
@@ -809,247 +623,3 @@ def improvement_plan(objectives: list[ObjectiveResult]) -> list[PlanRow]:
         for o in objectives
         if o.rating in {"S", "M", "U"}
     ]
-
-
-# --- communications ------------------------------------------------------------------------------
-
-
-def comms(start: Record, letters: list[LetterTrack]) -> Comms:
-    """Who wrote to whom, how fast letters were opened and answered, overall and per move."""
-    parties = [str(p["name"]) for p in start["data"].get("parties", [])]
-    parties += sorted(
-        {name for letter in letters for name in (letter.sender, letter.recipient)} - set(parties)
-    )
-    moves = start["data"].get("moves", [])
-    titles = {int(move["id"]): str(move.get("title", "")) for move in moves}
-    move_ids = sorted(set(titles) | {letter.move for letter in letters})
-    return Comms(
-        parties=parties,
-        matrix=matrix(parties, letters),
-        first_contact=first_contact(letters),
-        totals=[party_comms(p, letters, letters) for p in parties],
-        per_move=[_move_comms(m, titles.get(m, ""), parties, letters) for m in move_ids],
-        letters=letters,
-        rules=[OPEN_RULE, REPLY_RULE, UNANSWERED_RULE, MOVE_RULE],
-    )
-
-
-def _move_comms(move: int, title: str, parties: list[str], letters: list[LetterTrack]) -> MoveComms:
-    mine = [letter for letter in letters if letter.move == move]
-    return MoveComms(
-        move=move,
-        title=title,
-        matrix=matrix(parties, mine),
-        parties=[party_comms(p, mine, letters) for p in parties],
-    )
-
-
-def matrix(parties: list[str], letters: list[LetterTrack]) -> dict[str, dict[str, int]]:
-    """matrix[sender][recipient]: how many letters."""
-    counts = Counter((letter.sender, letter.recipient) for letter in letters)
-    return {s: {r: counts[(s, r)] for r in parties} for s in parties}
-
-
-def first_contact(letters: list[LetterTrack]) -> list[FirstContact]:
-    """The first letter of each ordered pair that wrote at all, in the order contact was made."""
-    seen: dict[tuple[str, str], FirstContact] = {}
-    for letter in letters:
-        seen.setdefault(
-            (letter.sender, letter.recipient),
-            FirstContact(
-                sender=letter.sender,
-                recipient=letter.recipient,
-                letter=letter.label,
-                t=letter.t,
-                world=letter.world,
-            ),
-        )
-    return list(seen.values())
-
-
-def party_comms(
-    party: str, letters: list[LetterTrack], everything: list[LetterTrack]
-) -> PartyComms:
-    """One party's letters among `letters`; replies are looked for among `everything`."""
-    received = [letter for letter in letters if letter.recipient == party]
-    opened = [(letter, mark) for letter in received if (mark := letter.mark(State.OPENED))]
-    replies = first_replies(party, everything)
-    counted = {letter.label for letter in letters}
-    return PartyComms(
-        party=party,
-        sent=sum(letter.sender == party for letter in letters),
-        received=len(received),
-        opened=len(opened),
-        returned_unopened=sum(bool(letter.mark(State.RETURNED_UNOPENED)) for letter in received),
-        time_to_open=durations([_seconds(letter.world, mark.world) for letter, mark in opened]),
-        time_to_reply=durations(
-            [_reply_seconds(*pair) for pair in replies.values() if pair[1].label in counted]
-        ),
-        unanswered=[letter.label for letter, _ in opened if letter.label not in replies],
-        undecided=[letter.label for letter in received if not letter.decided],
-    )
-
-
-def first_replies(
-    party: str, everything: list[LetterTrack]
-) -> dict[str, tuple[LetterTrack, LetterTrack]]:
-    """Original label → (original, reply): the first letter `party` sent back to the original's
-    sender in reply to it, in the order the replies were sent."""
-    by_label = {letter.label: letter for letter in everything}
-    replies: dict[str, tuple[LetterTrack, LetterTrack]] = {}
-    for reply in sorted(everything, key=lambda letter: letter.t):
-        original = by_label.get(reply.in_reply_to or "")
-        if (
-            reply.sender == party
-            and original is not None
-            and (original.recipient, original.sender) == (party, reply.recipient)
-        ):
-            replies.setdefault(original.label, (original, reply))
-    return replies
-
-
-def _reply_seconds(original: LetterTrack, reply: LetterTrack) -> float:
-    opened = original.mark(State.OPENED)
-    return _seconds(opened.world if opened else original.world, reply.world)
-
-
-def durations(seconds: list[float]) -> Durations:
-    return Durations(
-        seconds=seconds,
-        median=statistics.median(seconds) if seconds else None,
-        max=max(seconds) if seconds else None,
-    )
-
-
-# --- integrity -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _TrustedKeys:
-    """The keys run_started announced: the only keys the integrity checks trust."""
-
-    courier: bytes | None
-    signing: Mapping[str, bytes]
-
-
-def _decode(value: Any) -> bytes | None:
-    try:
-        return base64.b64decode(str(value), validate=True)
-    except (binascii.Error, ValueError):
-        return None
-
-
-def _trusted_keys(start: Record) -> _TrustedKeys:
-    evidence = start["evidence"]
-    signing = {
-        str(name): key
-        for name, keys in evidence.get("party_keys", {}).items()
-        if (key := _decode(keys.get("signing_key"))) is not None
-    }
-    courier = evidence.get("courier_key")
-    return _TrustedKeys(_decode(courier) if courier else None, signing)
-
-
-def integrity(records: Sequence[Record], letters: list[LetterTrack]) -> Integrity:
-    """The log's chain head, and every letter's final status checked with run_started's keys."""
-    start = records[0]
-    keys = _trusted_keys(start)
-    logged = _logged_receipts(records)
-    sent = {letter.label: letter for letter in letters}
-    finals = [r for r in records if r["kind"] == "letter_final"]
-    checks = [
-        check_final(final, sent.get(str(final["data"].get("letter"))), keys, logged)
-        for final in finals
-    ]
-    finalised = {str(final["data"].get("letter")) for final in finals}
-    return Integrity(
-        scenario_digest=str(start["data"].get("scenario", {}).get("digest", "")),
-        chain_head=str(records[-1]["hash"]),
-        records=len(records),
-        courier_key=start["evidence"].get("courier_key"),
-        courier_url=start["evidence"].get("courier_url"),
-        letters=checks,
-        verified=sum(check.ok for check in checks),
-        failed=sum(not check.ok for check in checks),
-        missing_final=[letter.label for letter in letters if letter.label not in finalised],
-    )
-
-
-def _logged_receipts(records: Sequence[Record]) -> dict[str, list[Mapping[str, Any]]]:
-    """The signed receipts the log recorded during the run, by letter label."""
-    logged: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
-    for record in records:
-        receipt = record["evidence"].get("receipt")
-        if record["kind"] in {"letter_sent", "receipt"} and receipt is not None:
-            logged[str(record["data"].get("letter"))].append(receipt)
-    return logged
-
-
-def check_final(
-    final: Record,
-    sent: LetterTrack | None,
-    keys: _TrustedKeys,
-    logged: Mapping[str, list[Mapping[str, Any]]],
-) -> LetterCheck:
-    """Verify one letter_final's status; the reason names the first check that fails."""
-    label = str(final["data"].get("letter"))
-    try:
-        status = LetterStatus.model_validate(final["evidence"].get("status"))
-    except ValidationError:
-        return LetterCheck(
-            letter=label,
-            letter_id=sent.letter_id if sent else None,
-            sender=sent.sender if sent else None,
-            recipient=sent.recipient if sent else None,
-            ok=False,
-            reason="the final status is missing or unreadable",
-        )
-    problem = _status_problem(status, sent, keys) or _logged_problem(status, logged.get(label, []))
-    return LetterCheck(
-        letter=label,
-        letter_id=status.id,
-        sender=status.envelope.sender,
-        recipient=status.envelope.recipient,
-        ok=problem is None,
-        reason=problem or f"seal and {len(status.receipts)} receipts verify",
-    )
-
-
-def _status_problem(
-    status: LetterStatus, sent: LetterTrack | None, keys: _TrustedKeys
-) -> str | None:
-    envelope = status.envelope
-    if sent is None:
-        return "the log never sent this letter"
-    if status.id != envelope.id or status.id != sent.letter_id:
-        return f"the status is for letter {status.id}, the log sent {sent.letter_id}"
-    if (envelope.sender, envelope.recipient) != (sent.sender, sent.recipient):
-        return f"the envelope says {envelope.sender} → {envelope.recipient}, the log otherwise"
-    sender_key = keys.signing.get(envelope.sender)
-    recipient_key = keys.signing.get(envelope.recipient)
-    if keys.courier is None or sender_key is None or recipient_key is None:
-        return "run_started does not announce the courier's or a party's key"
-    if not verify_seal(envelope, status.seal, sender_key):
-        return f"the seal does not verify with {envelope.sender}'s key from run_started"
-    try:
-        verify_chain(
-            status.receipts, envelope, courier_key=keys.courier, recipient_key=recipient_key
-        )
-    except IntegrityError as exc:
-        return f"receipt chain: {exc.detail}"
-    if status.receipts[-1].event is not status.state:
-        return f"the status says {status.state.value}, its last receipt otherwise"
-    return None
-
-
-def _logged_problem(status: LetterStatus, logged: list[Mapping[str, Any]]) -> str | None:
-    """Receipts seen during the run must all be in the final chain, unchanged."""
-    chain = {receipt.chain_hash() for receipt in status.receipts}
-    for raw in logged:
-        try:
-            receipt = Receipt.model_validate(raw)
-        except ValidationError:
-            return "a receipt logged during the run is unreadable"
-        if receipt.chain_hash() not in chain:
-            return f"receipt {receipt.seq} logged during the run is not in the final chain"
-    return None

@@ -1,0 +1,301 @@
+"""The communications analysis: every letter's track, and who wrote to whom and how fast.
+
+`letter_tracks(records)` follows each letter the log sent through its receipts to its final
+state; the rest of the after-action analysis (`channel.exercise.analysis`, and the integrity
+checks in `channel.exercise.integrity`) is built on those tracks. `comms(start, letters)` gives
+the sender-by-recipient matrix, first contact between each pair, and per party (overall and per
+move) how many letters were sent, received, opened and returned, and how long opening and
+replying took. `Part`, the base of every report model, lives here because this is the module the
+others build on.
+
+Times: `t` is exercise milliseconds; durations between letters are world (story) seconds.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter, defaultdict
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from channel.canonical import to_millis
+from channel.lifecycle import State
+
+Record = Mapping[str, Any]
+
+OPEN_RULE = "Time to open: from the letter's sending to its opened receipt, world time."
+REPLY_RULE = (
+    "Time to reply: from the original's opened receipt (its sending, if it was never opened) to "
+    "the reply's sending, world time; a reply is a letter back to the original's sender in reply "
+    "to it, and only the first reply counts."
+)
+MOVE_RULE = "Per move, a letter and everything that happens to it count in the move it was sent in."
+UNANSWERED_RULE = (
+    "Unanswered: opened by the recipient, who never replied. Undecided: neither opened nor "
+    "returned by the recipient nor withdrawn by the sender by the end (expired letters included)."
+)
+DECIDED = frozenset({State.OPENED, State.RETURNED_UNOPENED, State.WITHDRAWN})
+
+
+class Part(BaseModel):
+    """Every report part is a frozen record that refuses unknown fields."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# --- the models ----------------------------------------------------------------------------------
+
+
+class Mark(Part):
+    """One receipt in a letter's life, as the log recorded it."""
+
+    event: str
+    t: int
+    world: str
+    seq: int | None
+    by: str | None
+    reason: str | None
+
+
+class LetterTrack(Part):
+    label: str
+    letter_id: str | None
+    sender: str
+    recipient: str
+    t: int
+    world: str
+    move: int
+    by: str | None
+    subject: str | None
+    in_reply_to: str | None
+    precedence: str | None
+    marks: list[Mark]
+    final_state: str | None
+
+    def mark(self, event: str) -> Mark | None:
+        return next((mark for mark in self.marks if mark.event == event), None)
+
+    @property
+    def delivered_t(self) -> int | None:
+        delivered = self.mark(State.DELIVERED)
+        return delivered.t if delivered else None
+
+    @property
+    def decided(self) -> bool:
+        return any(mark.event in DECIDED for mark in self.marks)
+
+
+class FirstContact(Part):
+    sender: str
+    recipient: str
+    letter: str
+    t: int
+    world: str
+
+
+class Durations(Part):
+    """World seconds, in the order the letters were sent."""
+
+    seconds: list[float]
+    median: float | None
+    max: float | None
+
+
+class PartyComms(Part):
+    party: str
+    sent: int
+    received: int
+    opened: int
+    returned_unopened: int
+    time_to_open: Durations
+    time_to_reply: Durations
+    unanswered: list[str]
+    undecided: list[str]
+
+
+class MoveComms(Part):
+    move: int
+    title: str
+    matrix: dict[str, dict[str, int]]
+    parties: list[PartyComms]
+
+
+class Comms(Part):
+    parties: list[str]
+    matrix: dict[str, dict[str, int]]
+    first_contact: list[FirstContact]
+    totals: list[PartyComms]
+    per_move: list[MoveComms]
+    letters: list[LetterTrack]
+    rules: list[str]
+
+
+def world_seconds(earlier: str, later: str) -> float:
+    """World seconds from one timestamp to a later one."""
+    return (to_millis(later) - to_millis(earlier)) / 1000
+
+
+# --- letters -------------------------------------------------------------------------------------
+
+
+def letter_tracks(records: Sequence[Record]) -> list[LetterTrack]:
+    """Every letter the log sent, with its receipts and final state, in sending order."""
+    marks: dict[str, list[Mark]] = defaultdict(list)
+    finals: dict[str, str] = {}
+    for record in records:
+        data = record["data"]
+        if record["kind"] == "receipt":
+            marks[str(data.get("letter"))].append(_mark(record))
+        elif record["kind"] == "letter_final":
+            finals[str(data.get("letter"))] = str(data.get("state"))
+    return [
+        _track(record, marks[str(record["data"]["letter"])], finals)
+        for record in records
+        if record["kind"] == "letter_sent"
+    ]
+
+
+def _mark(record: Record) -> Mark:
+    data = record["data"]
+    return Mark(
+        event=str(data.get("event")),
+        t=int(record["t"]),
+        world=str(record["world"]),
+        seq=data.get("seq"),
+        by=data.get("by"),
+        reason=data.get("reason"),
+    )
+
+
+def _track(record: Record, marks: list[Mark], finals: Mapping[str, str]) -> LetterTrack:
+    data = record["data"]
+    label = str(data["letter"])
+    return LetterTrack(
+        label=label,
+        letter_id=record["evidence"].get("letter_id"),
+        sender=str(data.get("from")),
+        recipient=str(data.get("to")),
+        t=int(record["t"]),
+        world=str(record["world"]),
+        move=int(record["move"]),
+        by=data.get("by"),
+        subject=data.get("subject"),
+        in_reply_to=data.get("in_reply_to"),
+        precedence=data.get("precedence"),
+        marks=marks,
+        final_state=finals.get(label),
+    )
+
+
+# --- who wrote to whom, and how fast -------------------------------------------------------------
+
+
+def comms(start: Record, letters: list[LetterTrack]) -> Comms:
+    """Who wrote to whom, how fast letters were opened and answered, overall and per move."""
+    parties = [str(p["name"]) for p in start["data"].get("parties", [])]
+    parties += sorted(
+        {name for letter in letters for name in (letter.sender, letter.recipient)} - set(parties)
+    )
+    moves = start["data"].get("moves", [])
+    titles = {int(move["id"]): str(move.get("title", "")) for move in moves}
+    move_ids = sorted(set(titles) | {letter.move for letter in letters})
+    return Comms(
+        parties=parties,
+        matrix=matrix(parties, letters),
+        first_contact=first_contact(letters),
+        totals=[party_comms(p, letters, letters) for p in parties],
+        per_move=[_move_comms(m, titles.get(m, ""), parties, letters) for m in move_ids],
+        letters=letters,
+        rules=[OPEN_RULE, REPLY_RULE, UNANSWERED_RULE, MOVE_RULE],
+    )
+
+
+def _move_comms(move: int, title: str, parties: list[str], letters: list[LetterTrack]) -> MoveComms:
+    mine = [letter for letter in letters if letter.move == move]
+    return MoveComms(
+        move=move,
+        title=title,
+        matrix=matrix(parties, mine),
+        parties=[party_comms(p, mine, letters) for p in parties],
+    )
+
+
+def matrix(parties: list[str], letters: list[LetterTrack]) -> dict[str, dict[str, int]]:
+    """matrix[sender][recipient]: how many letters."""
+    counts = Counter((letter.sender, letter.recipient) for letter in letters)
+    return {s: {r: counts[(s, r)] for r in parties} for s in parties}
+
+
+def first_contact(letters: list[LetterTrack]) -> list[FirstContact]:
+    """The first letter of each ordered pair that wrote at all, in the order contact was made."""
+    seen: dict[tuple[str, str], FirstContact] = {}
+    for letter in letters:
+        seen.setdefault(
+            (letter.sender, letter.recipient),
+            FirstContact(
+                sender=letter.sender,
+                recipient=letter.recipient,
+                letter=letter.label,
+                t=letter.t,
+                world=letter.world,
+            ),
+        )
+    return list(seen.values())
+
+
+def party_comms(
+    party: str, letters: list[LetterTrack], everything: list[LetterTrack]
+) -> PartyComms:
+    """One party's letters among `letters`; replies are looked for among `everything`."""
+    received = [letter for letter in letters if letter.recipient == party]
+    opened = [(letter, mark) for letter in received if (mark := letter.mark(State.OPENED))]
+    replies = first_replies(party, everything)
+    counted = {letter.label for letter in letters}
+    return PartyComms(
+        party=party,
+        sent=sum(letter.sender == party for letter in letters),
+        received=len(received),
+        opened=len(opened),
+        returned_unopened=sum(bool(letter.mark(State.RETURNED_UNOPENED)) for letter in received),
+        time_to_open=durations(
+            [world_seconds(letter.world, mark.world) for letter, mark in opened]
+        ),
+        time_to_reply=durations(
+            [_reply_seconds(*pair) for pair in replies.values() if pair[1].label in counted]
+        ),
+        unanswered=[letter.label for letter, _ in opened if letter.label not in replies],
+        undecided=[letter.label for letter in received if not letter.decided],
+    )
+
+
+def first_replies(
+    party: str, everything: list[LetterTrack]
+) -> dict[str, tuple[LetterTrack, LetterTrack]]:
+    """Original label → (original, reply): the first letter `party` sent back to the original's
+    sender in reply to it, in the order the replies were sent."""
+    by_label = {letter.label: letter for letter in everything}
+    replies: dict[str, tuple[LetterTrack, LetterTrack]] = {}
+    for reply in sorted(everything, key=lambda letter: letter.t):
+        original = by_label.get(reply.in_reply_to or "")
+        if (
+            reply.sender == party
+            and original is not None
+            and (original.recipient, original.sender) == (party, reply.recipient)
+        ):
+            replies.setdefault(original.label, (original, reply))
+    return replies
+
+
+def _reply_seconds(original: LetterTrack, reply: LetterTrack) -> float:
+    opened = original.mark(State.OPENED)
+    return world_seconds(opened.world if opened else original.world, reply.world)
+
+
+def durations(seconds: list[float]) -> Durations:
+    return Durations(
+        seconds=seconds,
+        median=statistics.median(seconds) if seconds else None,
+        max=max(seconds) if seconds else None,
+    )

@@ -1,0 +1,243 @@
+"""The after-action report's tables: headers and rows of plain text, from an `AfterAction`.
+
+The tables are defined once here and drawn by both the Markdown renderer
+(`channel.exercise.report`) and the HTML one (`channel.exercise.report_html`), so the two always
+say the same thing. The small text formatters (exercise offsets, world times, durations) are the
+ones the SVG pictures use too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from channel.exercise.analysis import AfterAction, ObjectiveResult
+from channel.exercise.comms import PartyComms
+from channel.exercise.scenario import format_duration, format_offset
+from channel.timeline import short_time
+
+NO_VALUE = "—"
+NO_EXPECTATIONS = "No expectation is tagged to this objective: it is not assessed."
+
+Table = tuple[list[str], list[list[str]]]
+
+
+def offset(t_ms: int | None) -> str:
+    return format_offset(t_ms / 1000) if t_ms is not None else NO_VALUE
+
+
+def world(timestamp: str) -> str:
+    return short_time(timestamp)
+
+
+def duration(seconds: float | None) -> str:
+    return format_duration(seconds) if seconds is not None else NO_VALUE
+
+
+def pair(aar: AfterAction, sender: str, recipient: str) -> str:
+    return f"{aar.who(sender)} → {aar.who(recipient)}"
+
+
+def _labels(labels: list[str]) -> str:
+    return ", ".join(labels) or NO_VALUE
+
+
+def overview_table(aar: AfterAction) -> Table:
+    o = aar.overview
+    rows = [
+        ["Scenario", f"{o.title} (revision {o.revision})"],
+        ["Scenario file", o.file],
+        ["Scenario digest (sha256)", o.digest],
+        ["Marking", o.marking],
+        ["Transcript policy", o.transcript],
+        ["Seed", o.seed],
+        ["Speed", o.speed],
+        ["Rehearsal", "yes" if o.rehearse else "no"],
+        ["Wall clock", f"{world(o.wall_start)} to {world(o.wall_end)}"],
+        ["World time", f"{world(o.world_start)} to {world(o.world_end)}"],
+        ["Exercise time", f"{duration(o.duration_ms / 1000)} (scheduled end {offset(o.end_ms)})"],
+        ["Ended", o.end_reason or "no run_ended record (the run did not finish)"],
+    ]
+    return ["", ""], rows
+
+
+def parties_table(aar: AfterAction) -> Table:
+    rows = [[p.label or p.name, p.name, p.play, p.player] for p in aar.overview.parties]
+    return ["party", "name", "seat", "player"], rows
+
+
+def moves_table(aar: AfterAction) -> Table:
+    rows = [[str(m.id), m.title, offset(m.t), world(m.world)] for m in aar.overview.moves]
+    return ["move", "title", "starts", "world time"], rows
+
+
+def objectives_table(aar: AfterAction) -> Table:
+    rows = [[o.id, o.text, o.rating, _share(o), str(len(o.expectations))] for o in aar.objectives]
+    return ["objective", "text", "suggested rating", "met (weighted)", "expectations"], rows
+
+
+def _share(objective: ObjectiveResult) -> str:
+    if objective.fraction is None:
+        return NO_VALUE
+    return f"{objective.met_weight}/{objective.total_weight} ({objective.fraction:.0%})"
+
+
+def expectations_table(aar: AfterAction, objective: ObjectiveResult) -> Table:
+    rows = [
+        [
+            e.id,
+            e.inject,
+            e.check,
+            pair(aar, e.sender, e.recipient),
+            str(e.score),
+            e.outcome,
+            offset(e.t),
+            "; ".join(
+                f"{ev.letter} ({ev.letter_id or 'no id'}) {ev.event} receipt {ev.seq}"
+                for ev in e.evidence
+            )
+            or NO_VALUE,
+            e.text,
+        ]
+        for e in objective.expectations
+    ]
+    headers = ["expectation", "inject", "check", "from → to", "score", "outcome", "when"]
+    return [*headers, "evidence", "expected action"], rows
+
+
+def matrix_table(aar: AfterAction, matrix: Mapping[str, Mapping[str, int]]) -> Table:
+    parties = aar.comms.parties
+    rows = [[aar.who(s), *(str(matrix[s][r]) for r in parties)] for s in parties]
+    return ["from \\ to", *(aar.who(p) for p in parties)], rows
+
+
+def first_contact_table(aar: AfterAction) -> Table:
+    rows = [
+        [aar.who(c.sender), aar.who(c.recipient), c.letter, offset(c.t), world(c.world)]
+        for c in aar.comms.first_contact
+    ]
+    return ["from", "to", "first letter", "exercise time", "world time"], rows
+
+
+_PARTY_HEADERS = [
+    "party",
+    "sent",
+    "received",
+    "opened",
+    "returned unopened",
+    "open: median",
+    "open: max",
+    "reply: median",
+    "reply: max",
+    "unanswered",
+    "undecided",
+]
+
+
+def _party_row(aar: AfterAction, p: PartyComms) -> list[str]:
+    return [
+        aar.who(p.party),
+        str(p.sent),
+        str(p.received),
+        str(p.opened),
+        str(p.returned_unopened),
+        duration(p.time_to_open.median),
+        duration(p.time_to_open.max),
+        duration(p.time_to_reply.median),
+        duration(p.time_to_reply.max),
+        _labels(p.unanswered),
+        _labels(p.undecided),
+    ]
+
+
+def parties_comms_table(aar: AfterAction) -> Table:
+    return _PARTY_HEADERS, [_party_row(aar, p) for p in aar.comms.totals]
+
+
+def moves_comms_table(aar: AfterAction) -> Table:
+    rows = [
+        [f"{m.move}: {m.title}", *_party_row(aar, p)]
+        for m in aar.comms.per_move
+        for p in m.parties
+        if p.sent or p.received
+    ]
+    return ["move", *_PARTY_HEADERS], rows
+
+
+def letters_table(aar: AfterAction) -> Table:
+    rows = [
+        [
+            letter.label,
+            pair(aar, letter.sender, letter.recipient),
+            offset(letter.t),
+            world(letter.world),
+            str(letter.move),
+            letter.subject or "(sealed)",
+            letter.in_reply_to or NO_VALUE,
+            ", ".join(mark.event for mark in letter.marks) or NO_VALUE,
+            letter.final_state or NO_VALUE,
+        ]
+        for letter in aar.comms.letters
+    ]
+    headers = ["letter", "from → to", "sent", "world time", "move", "subject", "in reply to"]
+    return [*headers, "receipts", "final state"], rows
+
+
+def timeline_table(aar: AfterAction) -> Table:
+    rows = [[offset(e.t), world(e.world), str(e.move), e.kind, e.text] for e in aar.timeline]
+    return ["exercise time", "world time", "move", "kind", "what happened"], rows
+
+
+def integrity_facts(aar: AfterAction) -> Table:
+    i = aar.integrity
+    rows = [
+        ["Scenario digest (sha256)", i.scenario_digest],
+        ["Event log chain head", i.chain_head],
+        ["Event log records", str(i.records)],
+        ["Courier key (from run_started)", i.courier_key or "none announced"],
+        ["Courier", i.courier_url or NO_VALUE],
+        ["Letters verified", f"{i.verified} ok, {i.failed} FAILED"],
+        ["Letters with no final status", _labels(i.missing_final)],
+    ]
+    return ["", ""], rows
+
+
+def integrity_table(aar: AfterAction) -> Table:
+    rows = [
+        [
+            c.letter,
+            c.letter_id or NO_VALUE,
+            pair(aar, c.sender or "?", c.recipient or "?"),
+            "ok" if c.ok else "FAILED",
+            c.reason,
+        ]
+        for c in aar.integrity.letters
+    ]
+    return ["letter", "courier letter id", "from → to", "result", "detail"], rows
+
+
+def plan_table(aar: AfterAction) -> Table:
+    rows = [
+        [
+            f"{row.objective} ({row.rating})",
+            row.area_for_improvement,
+            row.corrective_action,
+            row.capability_element,
+            row.owner,
+            row.start,
+            row.completion,
+        ]
+        for row in aar.improvement_plan
+    ]
+    headers = ["objective", "area for improvement", "corrective action", "capability element"]
+    return [*headers, "owner", "start", "completion"], rows
+
+
+def integrity_summary(aar: AfterAction) -> str:
+    i = aar.integrity
+    total = i.verified + i.failed
+    text = f"{i.verified} of {total} letters verify with the keys run_started announced"
+    if i.failed:
+        text += f"; {i.failed} FAILED"
+    if i.missing_final:
+        text += f"; no final status for {_labels(i.missing_final)}"
+    return text + "."
