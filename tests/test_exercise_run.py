@@ -243,7 +243,7 @@ CONTROLLED = """\
 title: Controlled
 parties:
   - {name: us.cia.director, play: "bot:quiet"}
-  - {name: ir.irgc.quds, play: human}
+  - {name: ir.irgc.quds, play: human, stand_in: "bot:quiet"}
 clock:
   start: 2017-11-20T09:00:00Z
   speed: 60
@@ -489,3 +489,53 @@ async def test_a_name_taken_on_the_courier_is_a_clear_error(
     await rehearse(scenario(tmp_path), tmp_path / "first", server=courier_url)
     with pytest.raises(NameTaken, match=r"already registered on .* with other keys"):
         await rehearse(scenario(tmp_path), tmp_path / "second", server=courier_url)
+
+
+async def test_transcripts_hold_only_what_was_escrowed_or_released_and_verified(
+    tmp_path: Path,
+) -> None:
+    """escrow: the archive key opens every letter; post_release: bots' and a person's released
+    letters, each checked; a forged release is refused; metadata_only has no transcript."""
+    from channel.errors import BadRequest
+    from channel.exercise.transcript import release, render, transcript
+
+    escrowed = await rehearse(scenario(tmp_path, ESCROWED, "escrow.yaml"), tmp_path / "e")
+    text = render(transcript(escrowed.out))
+    assert "Do not." in text
+    assert "escrow; the sender's signature verified" in text
+
+    source = scenario(
+        tmp_path,
+        CONTROLLED.replace("title: Controlled", "title: Released\ntranscript: post_release"),
+        "released.yaml",
+    )
+    out = tmp_path / "r"
+    running = asyncio.create_task(play(RunOptions(source=source, out=out, speed=1.0)))
+    await wait_for_control(out)
+    await send_command(out, "fire", "INJ-01")
+    ring = Keyring(out / "keyring")
+    url = read_log(out / "events.jsonl")[0]["evidence"]["courier_url"]
+    async with Client(url, ring.load(QUDS)) as quds:
+        for _ in range(100):
+            letters = await quds.inbox()
+            if letters:
+                break
+            await asyncio.sleep(0.05)
+        content, _ = await quds.open_letter(letters[0].id)
+        ring.save_received(QUDS, content)  # as `channel open` does
+    await send_command(out, "speed", "max")
+    await asyncio.wait_for(running, 60)
+    assert [p.stem for p in release(out, QUDS)] == [letters[0].id]
+    forged = content.model_copy(
+        update={"content": content.content.model_copy(update={"body": "Yes."})}
+    )
+    (out / "released" / QUDS / "forged.json").write_text(forged.model_dump_json())
+    result = transcript(out)
+    assert [(e.label, e.body, e.source) for e in result.entries] == [
+        ("L1", "Do not.", f"released by {QUDS}")
+    ]
+    assert result.rejected == [f"{letters[0].id} (released by {QUDS}): not signed by {DIRECTOR}"]
+
+    plain = await rehearse(scenario(tmp_path, CONTROLLED, "plain.yaml"), tmp_path / "p")
+    with pytest.raises(BadRequest, match="metadata_only"):
+        transcript(plain.out)

@@ -302,6 +302,39 @@ def send(run_dir: Path, name: str, to: str, subject: str, text: str, precedence:
 
 
 @exercise.command()
+@click.option(
+    "--run",
+    "run_dir",
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="The run folder.",
+)
+@click.option("--as", "name", required=True, metavar="PARTY", help="The seat you played.")
+def release(run_dir: Path, name: str) -> None:
+    """After a post_release exercise: publish the letters you opened into the run folder."""
+    from channel.exercise.transcript import release as release_letters
+
+    copied = release_letters(run_dir, name)
+    click.echo(f"released {_count(len(copied), 'letter')} opened by {name}")
+
+
+@exercise.command("transcript")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to FILE.")
+def transcript_command(run_dir: Path, output: Path | None) -> None:
+    """What the letters said (escrow: with the archive key; post_release: what was released),
+    each content checked against the log and its sender's signature."""
+    from channel.exercise.transcript import render, transcript
+
+    text = render(transcript(run_dir))
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    output.write_text(text, encoding="utf-8")
+    click.echo(f"wrote {output}")
+
+
+@exercise.command()
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Replay folder.")
 def replay(run_dir: Path, out: Path | None) -> None:
