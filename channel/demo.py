@@ -13,13 +13,9 @@ import asyncio
 import shutil
 import tempfile
 import textwrap
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
-from aiohttp import web
 from rich.console import Console
 from rich.rule import Rule
 
@@ -31,9 +27,7 @@ from channel.keyring import Keyring, sent_bytes
 from channel.logs import configure_logging
 from channel.models import LetterStatus, Precedence
 from channel.seal import fingerprint, raw_public, verify_seal
-from channel.server.app import create_app
-from channel.server.run import load_courier_key
-from channel.settings import Settings
+from channel.server.run import courier_in_process, load_courier_key
 from channel.timeline import (
     audit,
     digest_line,
@@ -82,22 +76,9 @@ def run_demo(keep: Path | None = None) -> None:
         console.print(f"kept the courier data and keyring in {keep}")
 
 
-@asynccontextmanager
-async def _courier(data_dir: Path, redis_url: str) -> AsyncIterator[str]:
-    options: dict[str, Any] = {"data_dir": data_dir, "open_registration": True, "directory": None}
-    app = create_app(Settings(**options), redis_url, load_courier_key(data_dir))
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    try:
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
-    finally:
-        await runner.cleanup()
-
-
 async def _story(console: Console, base: Path, redis_url: str) -> None:
     console.print(Rule("Backchannel demo: a letter returned unopened (December 2017)"))
-    async with _courier(base / "courier", redis_url) as url:
+    async with courier_in_process(base / "courier", redis_url) as url:
         courier_key = raw_public(load_courier_key(base / "courier"))
         _step(console, 1, "A courier that can prove who sent a letter but never read it")
         console.print(f"  listening at {url}, receipt key {fingerprint(courier_key)}")

@@ -23,6 +23,13 @@ if TYPE_CHECKING:
     from channel.exercise.scenario import Source
 
 FORMATS = ("html", "md", "json")
+run_option = click.option(
+    "--run",
+    "run_dir",
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="The run folder.",
+)
 COMMANDS = ("status", "pause", "resume", "speed", "fire", "skip", "hold", "release")
 
 
@@ -273,13 +280,7 @@ def _latest_run() -> Path:
 
 
 @exercise.command()
-@click.option(
-    "--run",
-    "run_dir",
-    required=True,
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="The run folder.",
-)
+@run_option
 @click.option("--as", "name", required=True, metavar="PARTY", help="The seat you play.")
 @click.option("--to", required=True, metavar="PARTY", help="The recipient.")
 @click.option("--subject", default="", help="Subject (the exercise marking is prefixed).")
@@ -290,25 +291,30 @@ def _latest_run() -> Path:
     default="routine",
     show_default=True,
 )
-def send(run_dir: Path, name: str, to: str, subject: str, text: str, precedence: str) -> None:
+@click.option("--reply-to", metavar="LETTER_ID", help="The letter this answers.")
+def send(
+    run_dir: Path,
+    name: str,
+    to: str,
+    subject: str,
+    text: str,
+    precedence: str,
+    reply_to: str | None,
+) -> None:
     """Send a letter in an escrow exercise: also sealed to the control cell's archive key."""
     import asyncio
 
     from channel.exercise.escrow import send_escrowed
     from channel.models import Precedence
 
-    letter_id = asyncio.run(send_escrowed(run_dir, name, to, text, subject, Precedence(precedence)))
+    letter_id = asyncio.run(
+        send_escrowed(run_dir, name, to, text, subject, Precedence(precedence), reply_to)
+    )
     click.echo(f"sent {letter_id} to {to} (escrowed for the control cell)")
 
 
 @exercise.command()
-@click.option(
-    "--run",
-    "run_dir",
-    required=True,
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="The run folder.",
-)
+@run_option
 @click.option("--as", "name", required=True, metavar="PARTY", help="The seat you played.")
 def release(run_dir: Path, name: str) -> None:
     """After a post_release exercise: publish the letters you opened into the run folder."""
