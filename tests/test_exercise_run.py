@@ -425,8 +425,15 @@ async def test_escrow_seals_every_letter_to_the_archive_key_people_included(
     await wait_for_control(out)
     assert (out / "archive.key").stat().st_mode & 0o777 == 0o600
     await send_command(out, "fire", "INJ-01")  # the director's bot writes to the human seat
+    (first,) = [r for r in read_log(out / "events.jsonl") if r["kind"] == "letter_sent"]
     person = await send_escrowed(
-        out, QUDS, DIRECTOR, "We received nothing.", "Reply", Precedence.PRIORITY
+        out,
+        QUDS,
+        DIRECTOR,
+        "We received nothing.",
+        "Reply",
+        Precedence.PRIORITY,
+        in_reply_to=first["evidence"]["letter_id"],
     )
     for _ in range(100):
         if len(kinds(read_log(out / "events.jsonl"), "escrowed")) == 2:
@@ -452,6 +459,9 @@ async def test_escrow_seals_every_letter_to_the_archive_key_people_included(
         bodies.add(content.content.body)
     assert bodies == {"Do not.", "We received nothing."}
     assert sent["L2"] == person
+    replied = next(d for d in kinds(records, "letter_sent") if d["letter"] == "L2")
+    assert replied["in_reply_to"] == "L1"
+    assert replied["precedence"] == "priority"
 
 
 async def test_the_guides_annotated_example_lints_clean_and_plays(tmp_path: Path) -> None:
