@@ -33,13 +33,21 @@ from channel.exercise.escrow import marked
 from channel.exercise.eventlog import EventLog
 from channel.exercise.expectations import (
     Expectations,
+    Outcome,
     Window,
     letter_facts,
     receipt_fact,
 )
 from channel.exercise.scenario import Channel, Inject, Scenario, format_offset
 from channel.lifecycle import State, is_terminal
-from channel.models import LetterContent, LetterStatus, LiveEvent, Precedence, Receipt
+from channel.models import (
+    LetterContent,
+    LetterStatus,
+    LiveEvent,
+    Precedence,
+    Receipt,
+    SignedContent,
+)
 from channel.names import new_letter_id
 from channel.seal import escrow_content, sign_content
 
@@ -62,7 +70,7 @@ class Tracked:
     state: State = State.ACCEPTED
     seen: set[int] = field(default_factory=set)
     arrival: Arrival | None = None
-    opened: Any = None  # the SignedContent, once a bot opened it
+    opened: SignedContent | None = None  # once a bot opened it (post_release publishes it)
 
 
 @dataclass(order=True)
@@ -203,7 +211,7 @@ class Runner:
         self.stop("end")
 
     async def _bot_time(self, name: str, index: int) -> None:
-        await self._react(name, self.bots[name].time(index))
+        self._react(name, self.bots[name].time(index))
 
     # --- injects --------------------------------------------------------------------------------
 
@@ -239,7 +247,7 @@ class Runner:
                 )
         self._chain("inject", inject.id, "fired")
         for name, bot in self.bots.items():
-            await self._react(name, bot.inject(inject.id))
+            self._react(name, bot.inject(inject.id))
 
     def _inject_data(self, inject: Inject) -> dict[str, Any]:
         return {
@@ -423,7 +431,7 @@ class Runner:
             return  # a control seat: the envelope waits for the controllers
         arrival, reaction = bot.arrive(Letter(label, tracked.sender, tracked.recipient))
         tracked.arrival = arrival
-        await self._react(tracked.recipient, reaction)
+        self._react(tracked.recipient, reaction)
         self._after_world(arrival.think, self._decide, label)
 
     async def _decide(self, label: str) -> None:
@@ -463,7 +471,7 @@ class Runner:
             subject=self._unmarked(content.content.subject),
             body=content.content.body,
         )
-        await self._react(tracked.recipient, bot.opened(arrival, letter))
+        self._react(tracked.recipient, bot.opened(arrival, letter))
 
     async def _receipts(self, tracked: Tracked, receipts: list[Receipt]) -> None:
         """Log each receipt not yet seen, in order, and let it meet expectations and move bots."""
@@ -492,9 +500,9 @@ class Runner:
                 letter = Letter(
                     tracked.label, tracked.sender, tracked.recipient, tracked.subject or ""
                 )
-                await self._react(tracked.sender, sender_bot.receipt(event, letter))
+                self._react(tracked.sender, sender_bot.receipt(event, letter))
 
-    async def _react(self, party: str, reaction: Reaction) -> None:
+    def _react(self, party: str, reaction: Reaction) -> None:
         for change in reaction.changes:
             self.write(
                 "state_changed",
@@ -663,9 +671,10 @@ class Runner:
 
     async def finish(self, reason: str, releases: bool) -> None:
         """Close open windows, release (post_release), record every letter's final status."""
-        self.now = max(self.now, self.clocks.now()) if self.clocks.speed else self.now
+        if self.clocks.speed is not None:
+            self.now = max(self.now, self.clocks.now())
         for window in self.expectations.still_open():
-            window.outcome = window.outcome.MISSED
+            window.outcome = Outcome.MISSED
             await self._missed(window, "exercise ended")
         if releases:
             self._release()
