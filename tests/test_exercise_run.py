@@ -549,3 +549,40 @@ async def test_transcripts_hold_only_what_was_escrowed_or_released_and_verified(
     plain = await rehearse(scenario(tmp_path, CONTROLLED, "plain.yaml"), tmp_path / "p")
     with pytest.raises(BadRequest, match="metadata_only"):
         transcript(plain.out)
+
+
+WIRE = """\
+title: Wire latency
+parties:
+  - {name: us.cia.director, play: "bot:listener"}
+  - {name: ir.irgc.quds, play: "bot:listener"}
+clock: {start: 2017-11-20T09:00:00Z, speed: 60, end: T+01:00:00}
+latency: {news: 2h, communique: 30m}
+policies:
+  listener:
+    state: {tension: 0}
+    injects:
+      - {inject: NEWS, escalate: {tension: 1}}
+      - {inject: SAID, escalate: {tension: 2}}
+injects:
+  - {id: NEWS, at: T+00:10, channel: news, subject: Near miss}
+  - {id: SAID, at: T+00:10, channel: communique, from: ir.irgc.quds, subject: Statement}
+"""
+
+
+async def test_public_items_reach_the_bots_after_their_channels_latency(tmp_path: Path) -> None:
+    """News (2 h) and a communiqué (30 min) reach the bots that long after firing, world time."""
+    played = await rehearse(scenario(tmp_path, WIRE, "wire.yaml"), tmp_path / "run")
+    records = read_log(played.log)
+    changes = [
+        (r["t"], r["data"]["party"], r["data"]["cause"])
+        for r in records
+        if r["kind"] == "state_changed"
+    ]
+    fired = 600_000
+    assert changes == [
+        (fired + 30_000, DIRECTOR, "inject SAID"),
+        (fired + 30_000, QUDS, "inject SAID"),
+        (fired + 120_000, DIRECTOR, "inject NEWS"),
+        (fired + 120_000, QUDS, "inject NEWS"),
+    ]

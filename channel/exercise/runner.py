@@ -246,6 +246,15 @@ class Runner:
                     inject=inject.id,
                 )
         self._chain("inject", inject.id, "fired")
+        if inject.channel is Channel.LETTER:
+            await self._heard(inject)
+            return
+        # A communiqué or wire item reaches the bots after its channel's latency (world time).
+        delay = sample(self.scenario.latency.of(inject.channel), self.courier_rng)
+        self._after_world(delay, self._heard, inject)
+
+    async def _heard(self, inject: Inject) -> None:
+        """The bots' `injects:` rules for this inject."""
         for name, bot in self.bots.items():
             self._react(name, bot.inject(inject.id))
 
@@ -396,7 +405,7 @@ class Runner:
         for fact in letter_facts(tracked.label, tracked.sender, tracked.recipient, replies_to):
             self._met(self.expectations.meet(fact, self.now), tracked)
         if self.seats[tracked.recipient] != "human":
-            delay = sample(self.scenario.latency.letter, self.courier_rng)
+            delay = sample(self.scenario.latency.of(Channel.LETTER), self.courier_rng)
             self._after_world(delay, self._arrive, tracked.label)
 
     def _track(self, tracked: Tracked) -> None:

@@ -337,6 +337,14 @@ class Latency(Spec):
     communique: Distribution = NO_DELAY
     news: Distribution = NO_DELAY
 
+    def of(self, channel: Channel) -> Distribution:
+        by_channel: dict[Channel, Distribution] = {
+            Channel.LETTER: self.letter,
+            Channel.COMMUNIQUE: self.communique,
+            Channel.NEWS: self.news,
+        }
+        return by_channel[channel]
+
 
 # --- injects and expectations --------------------------------------------------------------------
 
