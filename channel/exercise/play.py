@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from channel.canonical import format_time
 from channel.client import Client
 from channel.embedded import EmbeddedRedis
-from channel.errors import BadRequest, NameTaken
+from channel.errors import BadRequest, ChannelError, NameTaken
 from channel.exercise.clock import Clocks, MoveSpan
 from channel.exercise.control import control_api
 from channel.exercise.escrow import ARCHIVE_KEY_FILE, ESCROW_DIR
@@ -391,8 +391,13 @@ async def _watching(
 
 
 async def _watch(runner: Runner, party: str, client: Client) -> None:
-    async for event in client.watch():
-        await runner.queue.put((party, event))
+    """`watch` reconnects by itself; what it cannot survive (a receipt that is not the courier's)
+    goes into the log rather than silently ending the watch."""
+    try:
+        async for event in client.watch():
+            await runner.queue.put((party, event))
+    except ChannelError as exc:
+        runner.failed(party, "follow its live events", exc)
 
 
 def _b64(data: bytes) -> str:

@@ -361,7 +361,7 @@ class Runner:
             )
         except ChannelError as exc:
             self._untrack(tracked)
-            self._failed(sender, f"send {label} to {to}", exc)
+            self.failed(sender, f"send {label} to {to}", exc)
             return
         tracked.seen.add(0)
         evidence = {
@@ -432,7 +432,7 @@ class Runner:
             await client.inbox()
             status = await client.verified_status(tracked.letter_id)
         except ChannelError as exc:
-            self._failed(tracked.recipient, f"receive {label}", exc)
+            self.failed(tracked.recipient, f"receive {label}", exc)
             return
         await self._receipts(tracked, status.receipts)
         bot = self.bots.get(tracked.recipient)
@@ -469,7 +469,7 @@ class Runner:
                 return
             content, opened = await client.open_letter(tracked.letter_id)
         except ChannelError as exc:
-            self._failed(tracked.recipient, f"decide on {label}", exc)
+            self.failed(tracked.recipient, f"decide on {label}", exc)
             return
         tracked.opened = content
         await self._receipts(tracked, opened.receipts)
@@ -546,7 +546,7 @@ class Runner:
     ) -> None:
         await self._send(party, to, subject, body, precedence=precedence, in_reply_to=in_reply_to)
 
-    def _failed(self, party: str, action: str, exc: ChannelError) -> None:
+    def failed(self, party: str, action: str, exc: ChannelError) -> None:
         log.warning("exercise_action_failed", party=party, action=action, error=exc.detail)
         self.write("action_failed", {"party": party, "action": action, "error": exc.detail})
 
@@ -569,7 +569,7 @@ class Runner:
         try:
             status = await self.clients[party].verified_status(event.letter_id)
         except ChannelError as exc:
-            self._failed(party, f"look up letter {event.letter_id}", exc)
+            self.failed(party, f"look up letter {event.letter_id}", exc)
             return
         if tracked is None:
             tracked = self._observed_letter(status)
@@ -714,7 +714,7 @@ class Runner:
         try:
             status = await self.clients[tracked.sender].verified_status(tracked.letter_id)
         except ChannelError as exc:
-            self._failed(tracked.sender, f"final status of {tracked.label}", exc)
+            self.failed(tracked.sender, f"final status of {tracked.label}", exc)
             return
         await self._receipts(tracked, status.receipts)
         self.write(
