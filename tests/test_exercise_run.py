@@ -586,3 +586,12 @@ async def test_public_items_reach_the_bots_after_their_channels_latency(tmp_path
         (fired + 120_000, DIRECTOR, "inject NEWS"),
         (fired + 120_000, QUDS, "inject NEWS"),
     ]
+
+
+async def test_the_report_states_the_simulated_latency_of_each_channel(tmp_path: Path) -> None:
+    """The artificialities name each channel's delay as the scenario declared it."""
+    from channel.exercise.analysis import analyse
+
+    played = await rehearse(scenario(tmp_path, WIRE, "wire.yaml"), tmp_path / "run")
+    sentences = analyse(read_log(played.log)).overview.artificialities
+    assert "courier and wire latency simulated (world time): communique 30m, news 2h" in sentences

@@ -270,7 +270,7 @@ def artificialities(
         *_seat_sentences(data.get("parties", []), bool(data.get("rehearse", False))),
         _speed_sentence(str(data.get("speed", "1"))),
         f"world clock runs {_times(rate)} exercise time" if rate and rate != 1 else None,
-        _latency_sentence(letters),
+        _latency_sentence(data.get("latency"), letters),
         _jump_sentence(moves, rate),
         _control_sentence(records),
     ]
@@ -313,16 +313,24 @@ def world_rate(start: Record) -> float | None:
         return None
 
 
-def _latency_sentence(letters: list[LetterTrack]) -> str | None:
+def _latency_sentence(declared: Mapping[str, str] | None, letters: list[LetterTrack]) -> str | None:
     lags = [
         world_seconds(letter.world, delivered.world)
         for letter in letters
         if (delivered := letter.mark(State.DELIVERED))
     ]
-    if not any(lags):
-        return None
-    longest = format_duration(max(lags))
-    return f"courier latency simulated: letters took up to {longest} (world time) to be delivered"
+    observed = (
+        f"letters took up to {format_duration(max(lags))} (world time) to be delivered"
+        if any(lags)
+        else ""
+    )
+    simulated = {channel: delay for channel, delay in (declared or {}).items() if delay != "none"}
+    if simulated:
+        table = ", ".join(f"{channel} {delay}" for channel, delay in simulated.items())
+        return f"courier and wire latency simulated (world time): {table}" + (
+            f"; {observed}" if observed else ""
+        )
+    return f"courier latency simulated: {observed}" if observed else None
 
 
 def _jump_sentence(moves: list[MoveInfo], rate: float | None) -> str | None:

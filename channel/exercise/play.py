@@ -322,6 +322,7 @@ def _started(
         "injects": [_inject_plan(inject, clocks) for inject in scenario.injects],
         "end": round(scenario.clock.end * 1000),
         "world_speed": f"{scenario.clock.speed:g}",
+        "latency": scenario.latency.described(),
     }
     evidence = {
         "courier_url": url,

@@ -267,6 +267,18 @@ Distribution = Annotated[
 NO_DELAY = Fixed(fixed=0.0)
 
 
+def describe(distribution: Distribution) -> str:
+    """`none`, `2h`, `uniform 1h to 4h`, `exponential, mean 2h`, `lognormal, median 2h`."""
+    if isinstance(distribution, Fixed):
+        return format_duration(distribution.fixed) if distribution.fixed else "none"
+    if isinstance(distribution, Uniform):
+        low, high = sorted(distribution.uniform)
+        return f"uniform {format_duration(low)} to {format_duration(high)}"
+    if isinstance(distribution, Exponential):
+        return f"exponential, mean {format_duration(distribution.exponential)}"
+    return f"lognormal, median {format_duration(distribution.lognormal.median)}"
+
+
 # --- the cast ------------------------------------------------------------------------------------
 
 
@@ -336,6 +348,10 @@ class Latency(Spec):
     letter: Distribution = NO_DELAY
     communique: Distribution = NO_DELAY
     news: Distribution = NO_DELAY
+
+    def described(self) -> dict[str, str]:
+        """Each channel's delay in words, for the log and the report."""
+        return {channel.value: describe(self.of(channel)) for channel in Channel}
 
     def of(self, channel: Channel) -> Distribution:
         by_channel: dict[Channel, Distribution] = {
