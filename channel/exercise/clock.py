@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 
 from channel.canonical import format_time
 from channel.exercise.eventlog import Stamp
-from channel.exercise.scenario import Clock, Move
+from channel.exercise.scenario import Clock, Inject, Move
 
 
 @dataclass(frozen=True)
@@ -133,6 +133,16 @@ class Clocks:
             if offset >= 0 and t <= limit:
                 found = t
         return found
+
+    def scheduled(self, inject: Inject) -> float | None:
+        """The exercise time an inject is scheduled for: its `at`, or its `world` time placed
+        on this clock. None when it waits for something else (`after`, a contingency) or its
+        world time falls in no move."""
+        if inject.at is not None:
+            return inject.at
+        if inject.world is not None:
+            return self.exercise_at(inject.world)
+        return None
 
     def exercise_seconds(self, world_seconds: float) -> float:
         """How much exercise time a stretch of story time takes."""

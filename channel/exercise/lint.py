@@ -603,10 +603,8 @@ def _earliest_offsets(scenario: Scenario) -> dict[str, float]:
         return memo[inject_id]
 
     def fires(inj: Inject) -> float | None:
-        if inj.at is not None:
-            return inj.at
-        if inj.world is not None:
-            return clocks.exercise_at(inj.world)
+        if inj.at is not None or inj.world is not None:
+            return clocks.scheduled(inj)
         if inj.after is not None and inj.after.inject is not None:
             return _later(visit(inj.after.inject), inj.after.delay, clocks)
         if inj.after is not None and inj.after.expectation in owners:

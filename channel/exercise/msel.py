@@ -141,11 +141,10 @@ def _row(inject: Inject, clocks: Clocks) -> list[str]:
 
 def _when(inject: Inject, clocks: Clocks) -> tuple[float | None, datetime | None]:
     """Exercise and world time of a scheduled inject (None for what the clock cannot place)."""
-    if inject.at is not None:
-        return inject.at, clocks.world_at(inject.at)
     if inject.world is not None:
-        return clocks.exercise_at(inject.world), inject.world
-    return None, None
+        return clocks.scheduled(inject), inject.world
+    t = clocks.scheduled(inject)
+    return t, None if t is None else clocks.world_at(t)
 
 
 def _move_at(t: float | None, clocks: Clocks) -> int | None:

@@ -343,9 +343,7 @@ def _w(span: MoveSpan) -> str:
 
 
 def _inject_plan(inject: Inject, clocks: Clocks) -> dict[str, Any]:
-    t = inject.at if inject.at is not None else None
-    if inject.world is not None:
-        t = clocks.exercise_at(inject.world)
+    t = clocks.scheduled(inject)
     return {
         "id": inject.id,
         "move": inject.move or (clocks.span_at(t).move.id if t is not None else None),

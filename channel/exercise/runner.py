@@ -188,21 +188,13 @@ class Runner:
         for span in later:
             self._at(span.move.at, self._move, span.move.id, span.move.title)
         for inject in self.scenario.injects:
-            t = self.inject_time(inject)
+            t = self.clocks.scheduled(inject)
             if t is not None:
                 self._at(t, self._fire, inject, "scheduled")
         for name, bot in self.bots.items():
             for index, rule in enumerate(bot.policy.times):
                 self._at(rule.at, self._bot_time, name, index)
         self._at(self.scenario.clock.end, self._end)
-
-    def inject_time(self, inject: Inject) -> float | None:
-        """The exercise time an inject is scheduled for (None: it waits for something else)."""
-        if inject.at is not None:
-            return inject.at
-        if inject.world is not None:
-            return self.clocks.exercise_at(inject.world)
-        return None
 
     async def _move(self, move_id: int, title: str) -> None:
         self.write("move_started", {"id": move_id, "title": title})
@@ -661,7 +653,7 @@ class Runner:
             {"inject": inject.id, "at": format_offset(t)}
             for inject in self.scenario.injects
             if inject.id not in self.fired | self.skipped
-            and (t := self.inject_time(inject)) is not None
+            and (t := self.clocks.scheduled(inject)) is not None
         ]
         return {
             "exercise": format_offset(self.clocks.now()),
