@@ -17,6 +17,7 @@ No floats anywhere (canonical JSON refuses them): probabilities and draws are wr
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 from collections.abc import Iterator, Mapping
@@ -45,6 +46,11 @@ class Stamp:
     t: int
     world: str
     move: int
+
+
+def b64(data: bytes) -> str:
+    """Bytes in a record (keys, seals, escrowed contents) are standard base64 text."""
+    return base64.b64encode(data).decode()
 
 
 def record_hash(prev: str, record: Mapping[str, Any]) -> str:

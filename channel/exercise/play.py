@@ -12,7 +12,6 @@ run folder/
 from __future__ import annotations
 
 import asyncio
-import base64
 import os
 import shutil
 import signal
@@ -30,10 +29,10 @@ from channel.canonical import format_time
 from channel.client import Client
 from channel.embedded import EmbeddedRedis
 from channel.errors import BadRequest, ChannelError, NameTaken
-from channel.exercise.clock import Clocks, MoveSpan
+from channel.exercise.clock import Clocks
 from channel.exercise.control import control_api
 from channel.exercise.escrow import ARCHIVE_KEY_FILE, ESCROW_DIR
-from channel.exercise.eventlog import LOG_FILE, EventLog
+from channel.exercise.eventlog import LOG_FILE, EventLog, b64
 from channel.exercise.runner import Runner
 from channel.exercise.scenario import (
     Inject,
@@ -192,7 +191,7 @@ async def _stage_and_play(
         )
         data, evidence = _started(options, seats, url, courier_key, clients, clocks)
         if archive is not None:
-            evidence["archive_key"] = _b64(archive)
+            evidence["archive_key"] = b64(archive)
         runner.write("run_started", data, evidence)
         stopper.attach(runner)
         await stack.enter_async_context(control_api(runner, out))
@@ -316,7 +315,12 @@ def _started(
         ],
         "objectives": [{"id": o.id, "text": o.text} for o in scenario.objectives],
         "moves": [
-            {"id": s.move.id, "title": s.move.title, "t": round(s.move.at * 1000), "world": _w(s)}
+            {
+                "id": s.move.id,
+                "title": s.move.title,
+                "t": round(s.move.at * 1000),
+                "world": format_time(s.world_start),
+            }
             for s in clocks.spans
         ],
         "injects": [_inject_plan(inject, clocks) for inject in scenario.injects],
@@ -326,20 +330,16 @@ def _started(
     }
     evidence = {
         "courier_url": url,
-        "courier_key": _b64(courier_key),
+        "courier_key": b64(courier_key),
         "party_keys": {
             name: {
-                "signing_key": _b64(client.me.public().signing_key),
-                "encryption_key": _b64(client.me.public().encryption_key),
+                "signing_key": b64(client.me.public().signing_key),
+                "encryption_key": b64(client.me.public().encryption_key),
             }
             for name, client in clients.items()
         },
     }
     return data, evidence
-
-
-def _w(span: MoveSpan) -> str:
-    return format_time(span.world_start)
 
 
 def _inject_plan(inject: Inject, clocks: Clocks) -> dict[str, Any]:
@@ -397,7 +397,3 @@ async def _watch(runner: Runner, party: str, client: Client) -> None:
             await runner.queue.put((party, event))
     except ChannelError as exc:
         runner.failed(party, "follow its live events", exc)
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()

@@ -15,7 +15,6 @@ keyring) but only ever opens letters for bot seats; a human seat's letters stay 
 from __future__ import annotations
 
 import asyncio
-import base64
 import heapq
 import random
 from collections.abc import Awaitable, Callable
@@ -30,7 +29,7 @@ from channel.errors import ChannelError
 from channel.exercise.bots import Arrival, Bot, Letter, Reaction, sample
 from channel.exercise.clock import Clocks
 from channel.exercise.escrow import marked
-from channel.exercise.eventlog import EventLog
+from channel.exercise.eventlog import EventLog, b64
 from channel.exercise.expectations import (
     Expectations,
     Outcome,
@@ -359,7 +358,7 @@ class Runner:
         evidence = {
             "letter_id": tracked.letter_id,
             "envelope": sealed.envelope.model_dump(mode="json", exclude_none=True),
-            "seal": _b64(sealed.seal),
+            "seal": b64(sealed.seal),
             "receipt": _receipt(receipt),
         }
         self._letter_sent(tracked, sealed.envelope.ciphertext_size, precedence, evidence)
@@ -376,7 +375,7 @@ class Runner:
             self._escrowed(tracked, escrow_content(signed, self.archive_key))
 
     def _escrowed(self, tracked: Tracked, blob: bytes) -> None:
-        self.write("escrowed", {"letter": tracked.label}, {"archive": _b64(blob)})
+        self.write("escrowed", {"letter": tracked.label}, {"archive": b64(blob)})
 
     def _letter_sent(
         self, tracked: Tracked, size: int, precedence: Precedence, evidence: dict[str, Any]
@@ -583,7 +582,7 @@ class Runner:
         evidence = {
             "letter_id": env.id,
             "envelope": env.model_dump(mode="json", exclude_none=True),
-            "seal": _b64(status.seal),
+            "seal": b64(status.seal),
             "receipt": _receipt(status.receipts[0]),
         }
         self._letter_sent(tracked, env.ciphertext_size, env.precedence, evidence)
@@ -730,10 +729,6 @@ def _caused_by(event: State, tracked: Tracked) -> str:
 
 def _receipt(receipt: Receipt) -> dict[str, Any]:
     return receipt.model_dump(mode="json", exclude_none=True)
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
 
 
 def _parse_speed(argument: str | None) -> float | None:
