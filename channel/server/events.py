@@ -42,6 +42,10 @@ async def events_endpoint(request: web.Request) -> web.StreamResponse:
     given = request.headers.get("Last-Event-ID") or request.query.get("after")
     cursor, trimmed = await courier.event_cursor(signed.party, given)
     streams = request.app[STREAMS]
+    if request.transport is None:
+        # The watcher hung up while we looked up its cursor: there is no one to stream to (and
+        # aiohttp-sse would trip on the missing transport). It resumes when it comes back.
+        return web.Response(status=204)
     async with sse_response(request, ping_interval=PING_SECONDS) as stream:
         streams.add(stream)
         metrics.stream_opened()
