@@ -26,7 +26,7 @@ import structlog
 
 from channel.client import Client
 from channel.errors import ChannelError
-from channel.exercise.bots import Arrival, Bot, Letter, Reaction, sample
+from channel.exercise.bots import Arrival, Bot, Letter, Outgoing, Reaction, sample
 from channel.exercise.clock import Clocks
 from channel.exercise.escrow import marked
 from channel.exercise.eventlog import EventLog, b64
@@ -515,27 +515,17 @@ class Runner:
                 },
             )
         for outgoing in reaction.letters:
-            self._after_world(
-                outgoing.delay,
-                self._bot_send,
-                party,
-                outgoing.to,
-                outgoing.subject,
-                outgoing.body,
-                outgoing.precedence,
-                outgoing.in_reply_to,
-            )
+            self._after_world(outgoing.delay, self._bot_send, party, outgoing)
 
-    async def _bot_send(
-        self,
-        party: str,
-        to: str,
-        subject: str,
-        body: str,
-        precedence: Precedence,
-        in_reply_to: str | None,
-    ) -> None:
-        await self._send(party, to, subject, body, precedence=precedence, in_reply_to=in_reply_to)
+    async def _bot_send(self, party: str, letter: Outgoing) -> None:
+        await self._send(
+            party,
+            letter.to,
+            letter.subject,
+            letter.body,
+            precedence=letter.precedence,
+            in_reply_to=letter.in_reply_to,
+        )
 
     def failed(self, party: str, action: str, exc: ChannelError) -> None:
         log.warning("exercise_action_failed", party=party, action=action, error=exc.detail)
