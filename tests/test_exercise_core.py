@@ -2,25 +2,30 @@
 
 from __future__ import annotations
 
+import io
 import json
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 from channel.exercise.bots import Bot, Letter, sample
 from channel.exercise.clock import Clocks
 from channel.exercise.eventlog import EventLog, LogError, Stamp, read_log
 from channel.exercise.expectations import Expectations, letter_facts, receipt_fact
+from channel.exercise.live import LiveView
 from channel.exercise.scenario import (
     Check,
     Clock,
     Expectation,
     Inject,
     Policy,
+    load_scenario,
     parse_duration,
     parse_offset,
 )
+from tests.test_exercise_run import SMALL
 
 CLOCK = Clock.model_validate(
     {
@@ -284,3 +289,24 @@ def test_reply_subjects_do_not_stack() -> None:
     answer = Letter("L2", "us.cia.director", "ir.irgc.quds", "Re: Warning", "Body")
     (reply,) = bot.opened(arrival, answer).letters
     assert reply.subject == "Re: Warning"
+
+
+def test_the_live_view_counts_msel_progress_and_expectations(tmp_path: Path) -> None:
+    """Fired, tasked and skipped injects advance the MSEL bar (contingencies do not); met and
+    missed expectations are counted; a pause shows on the header."""
+    path = tmp_path / "small.yaml"
+    path.write_text(SMALL, encoding="utf-8")
+    view = LiveView(load_scenario(path).scenario, Console(file=io.StringIO()), live=False)
+
+    def record(kind: str, **data: object) -> dict[str, object]:
+        return {"kind": kind, "t": 0, "world": "2017-11-20T09:00:00.000Z", "move": 1, "data": data}
+
+    view.show(record("inject_tasked", inject="INJ-01", channel="letter", to=[], subject="s"))
+    view.show(record("inject_fired", inject="INJ-C", channel="news", to=[], subject="s"))
+    view.show(record("inject_skipped", inject="INJ-02"))
+    view.show(record("expectation_met", expectation="E", check="sent", **{"from": "a", "to": "b"}))
+    view.show(record("control", command="pause"))
+    (task,) = view.progress.tasks
+    assert (task.completed, task.total) == (2, 3)  # INJ-01 and INJ-02 of three scheduled
+    assert (view.met, view.missed, view.paused) == (1, 0, True)
+    assert "[PAUSED]" in view._header().plain
