@@ -50,7 +50,7 @@ RUN groupadd --system --gid 10001 backchannel \
 
 COPY --from=builder /opt/venv /opt/venv
 
-# Settings are CHANNEL_* variables (channel/settings.py); `docker run -e` or compose overrides them.
+# Settings are CHANNEL_* variables (channel/courier/settings.py); `docker run -e` or compose overrides them.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \

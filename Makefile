@@ -24,6 +24,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check channel tests bench docs
 	$(BIN)/ruff format --check channel tests bench docs
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/hadolint Dockerfile
 	$(BIN)/yamllint deploy
 	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec deploy/compose.yaml
@@ -36,7 +37,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench.py
 
 docs: $(STAMP)
-	$(BIN)/python -m channel.server.openapi --markdown > docs/api.md
+	$(BIN)/python -m channel.courier.server.openapi --markdown > docs/api.md
 	$(BIN)/python docs/make_vectors.py
 	$(BIN)/channel exercise schema --output channel/exercise/schema.json
 

@@ -35,9 +35,9 @@ from pathlib import Path
 import aiohttp
 import redis.asyncio as aioredis
 
-from channel.client import Client
-from channel.httpsig import sign_request
-from channel.seal import PartyKeys
+from channel.party.client import Client
+from channel.protocol.httpsig import sign_request
+from channel.protocol.seal import PartyKeys
 
 BODY_1K = "x" * 1024
 

@@ -1,4 +1,4 @@
-"""`channel`: the command line, a thin shell over `channel.client.Client` and the keyring.
+"""`channel`: the command line, a thin shell over `channel.party.client.Client` and the keyring.
 
     channel keys new us.cia.director
     channel register us.cia.director
@@ -27,13 +27,13 @@ from typing import IO, TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import click
 
-from channel.errors import ChannelError
 from channel.exercise.commands import exercise
+from channel.protocol.errors import ChannelError
 
 if TYPE_CHECKING:
-    from channel.client import Client
-    from channel.keyring import Keyring
-    from channel.models import (
+    from channel.party.client import Client
+    from channel.party.keyring import Keyring
+    from channel.protocol.models import (
         LetterStatus,
         LiveEvent,
         OpenedLetter,
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
         SignedContent,
         Wire,
     )
-    from channel.seal import PartyKeys
+    from channel.protocol.seal import PartyKeys
 
 T = TypeVar("T")
 DEFAULT_SERVER = "http://127.0.0.1:8700"
@@ -118,7 +118,7 @@ class Config:
     home: Path | None
 
     def keyring(self) -> Keyring:
-        from channel.keyring import Keyring
+        from channel.party.keyring import Keyring
 
         return Keyring(self.home)
 
@@ -134,7 +134,7 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 
 def identity(config: Config, name: str) -> tuple[Keyring, PartyKeys]:
     """The keyring and the acting party's keys; refuses a bad name before any network call."""
-    from channel.names import check_party_name
+    from channel.protocol.names import check_party_name
 
     check_party_name(name)
     ring = config.keyring()
@@ -146,7 +146,7 @@ async def party_client(
     server: str, ring: Keyring, keys: PartyKeys, *, refresh_courier: bool = False
 ) -> AsyncIterator[Client]:
     """A client acting as `keys`, trusting its own keys and the courier key pinned in `ring`."""
-    from channel.client import Client
+    from channel.party.client import Client
 
     async with Client(server, keys) as client:
         client.trust(keys.public())
@@ -179,7 +179,7 @@ def dump(model: Wire) -> dict[str, Any]:
 
 
 def check_letter(letter_id: str) -> str:
-    from channel.names import check_letter_id
+    from channel.protocol.names import check_letter_id
 
     return check_letter_id(letter_id)
 
@@ -238,8 +238,8 @@ def serve(**flags: Any) -> None:
     Flags override CHANNEL_* environment variables, which override the config file, which
     overrides the defaults. Without --redis, the courier starts its own Redis in the data dir.
     """
-    from channel.server.run import serve as run_courier
-    from channel.settings import load_settings
+    from channel.courier.server.run import serve as run_courier
+    from channel.courier.settings import load_settings
 
     run_courier(load_settings(**flags))
 
@@ -258,7 +258,7 @@ def config_show(config: Path | None, as_json: bool) -> None:
     From CHANNEL_* environment variables, then the config file, then the defaults. The Redis
     URL's password is shown as ***.
     """
-    from channel.settings import load_settings
+    from channel.courier.settings import load_settings
 
     shown = load_settings(config=config).redacted()
     if as_json:
@@ -292,8 +292,8 @@ def invite(
     Talks to the courier's Redis directly: the embedded one in --data-dir, or --redis URL. The
     token is shown once; only its hash is stored.
     """
-    from channel.canonical import format_time, now_utc
-    from channel.names import check_party_name
+    from channel.protocol.canonical import format_time, now_utc
+    from channel.protocol.names import check_party_name
 
     check_party_name(name)
     token = run(_mint_invite(name, data_dir, redis_url, ttl))
@@ -309,11 +309,11 @@ def invite(
 async def _mint_invite(
     name: str, data_dir: Path | None, redis_url: str | None, ttl: timedelta
 ) -> str:
-    from channel.courier import mint_invite
-    from channel.embedded import EmbeddedRedis
-    from channel.errors import StoreUnavailable
-    from channel.settings import default_data_dir, redact_url
-    from channel.store import Store
+    from channel.courier.embedded import EmbeddedRedis
+    from channel.courier.service import mint_invite
+    from channel.courier.settings import default_data_dir, redact_url
+    from channel.courier.store import Store
+    from channel.protocol.errors import StoreUnavailable
 
     data_dir = data_dir or default_data_dir()
     url = redis_url or EmbeddedRedis(data_dir).url
@@ -350,9 +350,9 @@ def keys() -> None:
 @click.pass_obj
 def keys_new(config: Config, name: str, passphrase_prompt: bool, as_json: bool) -> None:
     """Create a party NAME with fresh keys."""
-    from channel.keyring import PASSPHRASE_ENV
-    from channel.names import check_party_name
-    from channel.seal import party_fingerprint
+    from channel.party.keyring import PASSPHRASE_ENV
+    from channel.protocol.names import check_party_name
+    from channel.protocol.seal import party_fingerprint
 
     check_party_name(name)
     passphrase = _new_passphrase(name, asked=passphrase_prompt) or os.environ.get(PASSPHRASE_ENV)
@@ -372,8 +372,8 @@ def keys_new(config: Config, name: str, passphrase_prompt: bool, as_json: bool) 
 
 
 def _new_passphrase(name: str, *, asked: bool) -> str | None:
-    from channel.errors import KeyringError
-    from channel.keyring import PASSPHRASE_ENV
+    from channel.party.keyring import PASSPHRASE_ENV
+    from channel.protocol.errors import KeyringError
 
     if not asked:
         return None
@@ -392,7 +392,7 @@ def _new_passphrase(name: str, *, asked: bool) -> str | None:
 @click.pass_obj
 def keys_list(config: Config, as_json: bool) -> None:
     """List your parties and your pins."""
-    from channel.seal import fingerprint, party_fingerprint
+    from channel.protocol.seal import fingerprint, party_fingerprint
 
     ring = config.keyring()
     parties = [
@@ -428,9 +428,9 @@ def keys_list(config: Config, as_json: bool) -> None:
 @click.pass_obj
 def keys_show(config: Config, name: str, as_json: bool) -> None:
     """Show a party's or contact's public keys."""
-    from channel.errors import KeyringError
-    from channel.names import check_party_name
-    from channel.seal import party_fingerprint
+    from channel.protocol.errors import KeyringError
+    from channel.protocol.names import check_party_name
+    from channel.protocol.seal import party_fingerprint
 
     ring = config.keyring()
     public = ring.known(check_party_name(name))
@@ -454,7 +454,7 @@ def keys_export(config: Config, name: str, output: Path | None) -> None:
 
     Only public keys: private keys never leave the keyring.
     """
-    from channel.names import check_party_name
+    from channel.protocol.names import check_party_name
 
     text = config.keyring().export(check_party_name(name))
     if output is None:
@@ -470,7 +470,7 @@ def keys_export(config: Config, name: str, output: Path | None) -> None:
 @click.pass_obj
 def keys_import(config: Config, file: Path, as_json: bool) -> None:
     """Pin a contact's public keys from FILE."""
-    from channel.seal import party_fingerprint
+    from channel.protocol.seal import party_fingerprint
 
     public, new = config.keyring().import_public(file)
     fingerprint = party_fingerprint(public)
@@ -495,7 +495,7 @@ def register(config: Config, name: str, invite: str | None, as_json: bool) -> No
     Pins the courier's key in the keyring on first contact, and refuses a courier whose key
     has changed since.
     """
-    from channel.seal import fingerprint
+    from channel.protocol.seal import fingerprint
 
     ring, party = identity(config, name)
 
@@ -542,8 +542,8 @@ def send(
     The body comes from --text, --file, or stdin (only when stdin is not a terminal). The sealed
     letter, ciphertext only, is kept in the keyring so a returned letter can be compared.
     """
-    from channel.models import Precedence
-    from channel.names import check_party_name
+    from channel.protocol.models import Precedence
+    from channel.protocol.names import check_party_name
 
     check_party_name(to)
     if reply_to:
@@ -610,7 +610,7 @@ def inbox(config: Config, name: str, as_json: bool) -> None:
 
     Listing hands the envelopes over: the courier records them as delivered.
     """
-    from channel.timeline import make_console, render_letters
+    from channel.party.timeline import make_console, render_letters
 
     letters = act(config, name, lambda client, ring: client.inbox())
     if as_json:
@@ -625,7 +625,7 @@ def inbox(config: Config, name: str, as_json: bool) -> None:
 @click.pass_obj
 def outbox(config: Config, name: str, as_json: bool) -> None:
     """Letters you sent, with their state."""
-    from channel.timeline import make_console, render_letters
+    from channel.party.timeline import make_console, render_letters
 
     letters = act(config, name, lambda client, ring: client.outbox())
     if as_json:
@@ -767,7 +767,7 @@ def status(config: Config, letter_id: str, name: str, as_json: bool) -> None:
 
     With --json, prints the LetterStatus document that `channel verify` checks offline.
     """
-    from channel.timeline import make_console, render_status
+    from channel.party.timeline import make_console, render_status
 
     check_letter(letter_id)
 
@@ -795,10 +795,10 @@ def returned(config: Config, letter_id: str, name: str, as_json: bool) -> None:
     Fetches a returned, expired or withdrawn letter, verifies its receipts, and compares it
     byte for byte with the copy kept when it was sent.
     """
-    from channel.canonical import sha256_hex
-    from channel.errors import IntegrityError
-    from channel.keyring import sent_bytes
-    from channel.names import check_party_name
+    from channel.party.keyring import sent_bytes
+    from channel.protocol.canonical import sha256_hex
+    from channel.protocol.errors import IntegrityError
+    from channel.protocol.names import check_party_name
 
     check_letter(letter_id)
     sent = config.keyring().load_sent(check_party_name(name), letter_id)
@@ -838,9 +838,9 @@ def verify(config: Config, file: Path, as_json: bool) -> None:
     """
     from pydantic import ValidationError
 
-    from channel.errors import IntegrityError
-    from channel.models import LetterStatus
-    from channel.timeline import audit, failure, make_console, render_checks
+    from channel.party.timeline import audit, failure, make_console, render_checks
+    from channel.protocol.errors import IntegrityError
+    from channel.protocol.models import LetterStatus
 
     try:
         letter = LetterStatus.model_validate_json(file.read_bytes())

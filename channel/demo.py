@@ -20,15 +20,12 @@ from rich.console import Console
 from rich.rule import Rule
 
 from channel.cli import party_client
-from channel.client import Client
-from channel.embedded import EmbeddedRedis
-from channel.errors import IntegrityError
-from channel.keyring import Keyring, sent_bytes
+from channel.courier.embedded import EmbeddedRedis
+from channel.courier.server.run import courier_in_process, load_courier_key
 from channel.logs import configure_logging
-from channel.models import LetterStatus, Precedence
-from channel.seal import fingerprint, raw_public, verify_seal
-from channel.server.run import courier_in_process, load_courier_key
-from channel.timeline import (
+from channel.party.client import Client
+from channel.party.keyring import Keyring, sent_bytes
+from channel.party.timeline import (
     audit,
     digest_line,
     failure,
@@ -37,6 +34,9 @@ from channel.timeline import (
     render_envelope,
     render_timeline,
 )
+from channel.protocol.errors import IntegrityError
+from channel.protocol.models import LetterStatus, Precedence
+from channel.protocol.seal import fingerprint, raw_public, verify_seal
 
 DIRECTOR = "us.cia.director"
 COMMANDER = "ir.irgc.quds"

@@ -23,11 +23,11 @@ from unittest import mock
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
-from channel import httpsig, lifecycle, names, seal
-from channel.canonical import ZERO_HASH, format_time, millis, sha256_hex
-from channel.lifecycle import State
-from channel.models import Precedence, Receipt, ReturnRequest, SealedLetter, SignedContent
-from channel.seal import PartyKeys, party_fingerprint, raw_private, raw_public
+from channel.protocol import httpsig, lifecycle, names, seal
+from channel.protocol.canonical import ZERO_HASH, format_time, millis, sha256_hex
+from channel.protocol.lifecycle import State
+from channel.protocol.models import Precedence, Receipt, ReturnRequest, SealedLetter, SignedContent
+from channel.protocol.seal import PartyKeys, party_fingerprint, raw_private, raw_public
 
 VECTORS = Path(__file__).resolve().parent / "vectors.json"
 SEED_PREFIX = b"backchannel test vector: "

@@ -1,7 +1,7 @@
 """A real local Redis Cluster for the tests: three masters, no replicas, each a child process.
 
-Same redis-server binary as the embedded store (`channel.embedded.redis_server_binary()`); the
-cluster is created with the `redis-cli` shipped next to it. Each master keeps an append-only
+Same redis-server binary as the embedded store (`channel.courier.embedded.redis_server_binary()`);
+the cluster is created with the `redis-cli` shipped next to it. Each master keeps an append-only
 file fsynced on every write in its own directory, so a master killed with SIGKILL and started
 again on the same port and directory comes back with every write it acknowledged.
 """
@@ -20,7 +20,7 @@ from pathlib import Path
 import redis
 from redis.crc import key_slot
 
-from channel.embedded import redis_server_binary
+from channel.courier.embedded import redis_server_binary
 
 NODE_TIMEOUT_MS = 2000
 START_TIMEOUT = 20.0

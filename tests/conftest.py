@@ -20,15 +20,15 @@ from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from multidict import CIMultiDict
 
-from channel.client import Client
-from channel.courier import Courier
-from channel.embedded import EmbeddedRedis
-from channel.httpsig import sign_request
-from channel.models import Receipt, SealedLetter
-from channel.seal import PartyKeys, raw_public, verify_chain
-from channel.server.app import create_app
-from channel.settings import Settings
-from channel.store import Store
+from channel.courier.embedded import EmbeddedRedis
+from channel.courier.server.app import create_app
+from channel.courier.service import Courier
+from channel.courier.settings import Settings
+from channel.courier.store import Store
+from channel.party.client import Client
+from channel.protocol.httpsig import sign_request
+from channel.protocol.models import Receipt, SealedLetter
+from channel.protocol.seal import PartyKeys, raw_public, verify_chain
 
 
 def free_port() -> int:

@@ -12,11 +12,16 @@ import redis.asyncio as aioredis
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from channel import __version__
-from channel.canonical import now_utc, parse_time
-from channel.client import Client
-from channel.errors import InvalidTransition, LetterExpired, LetterIdConflict, UnknownLetter
-from channel.lifecycle import State
-from channel.models import (
+from channel.party.client import Client
+from channel.protocol.canonical import now_utc, parse_time
+from channel.protocol.errors import (
+    InvalidTransition,
+    LetterExpired,
+    LetterIdConflict,
+    UnknownLetter,
+)
+from channel.protocol.lifecycle import State
+from channel.protocol.models import (
     PartyRecord,
     Precedence,
     Receipt,
@@ -26,8 +31,8 @@ from channel.models import (
     SealedLetter,
     b64,
 )
-from channel.names import new_letter_id
-from channel.seal import (
+from channel.protocol.names import new_letter_id
+from channel.protocol.seal import (
     PartyKeys,
     decision_for,
     fingerprint,

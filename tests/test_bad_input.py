@@ -16,14 +16,14 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from channel.canonical import now_utc
-from channel.client import Client
-from channel.errors import StoreUnavailable
-from channel.models import SealedLetter
-from channel.names import new_letter_id
-from channel.seal import PartyKeys, seal_letter
-from channel.server.app import create_app
-from channel.settings import Settings
+from channel.courier.server.app import create_app
+from channel.courier.settings import Settings
+from channel.party.client import Client
+from channel.protocol.canonical import now_utc
+from channel.protocol.errors import StoreUnavailable
+from channel.protocol.models import SealedLetter
+from channel.protocol.names import new_letter_id
+from channel.protocol.seal import PartyKeys, seal_letter
 from tests.conftest import (
     CourierFactory,
     assert_problem,

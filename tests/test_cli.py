@@ -27,13 +27,13 @@ from click.testing import CliRunner, Result
 from structlog.testing import capture_logs
 
 from channel.cli import cli
-from channel.client import Client
-from channel.embedded import EmbeddedRedis
-from channel.errors import IntegrityError, KeyringError, ServerUnreachable
-from channel.keyring import Keyring
-from channel.lifecycle import State
-from channel.models import LetterStatus
-from channel.seal import PartyKeys
+from channel.courier.embedded import EmbeddedRedis
+from channel.party.client import Client
+from channel.party.keyring import Keyring
+from channel.protocol.errors import IntegrityError, KeyringError, ServerUnreachable
+from channel.protocol.lifecycle import State
+from channel.protocol.models import LetterStatus
+from channel.protocol.seal import PartyKeys
 from tests.conftest import CourierFactory, free_port
 
 DIRECTOR = "us.cia.director"

@@ -21,16 +21,16 @@ import redis.asyncio as aioredis
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from redis.crc import key_slot
 
-from channel.canonical import now_utc
-from channel.client import Client
-from channel.courier import Courier
-from channel.errors import InvalidTransition, LetterIdConflict, StoreUnavailable
-from channel.httpsig import SignedBy
-from channel.lifecycle import TERMINAL, State
-from channel.models import LiveEvent, Receipt, RegisterRequest, SealedLetter
-from channel.names import new_letter_id
-from channel.seal import PartyKeys, decision_for, seal_letter, sign_decision
-from channel.store import PARTIES_KEY, Store
+from channel.courier.service import Courier
+from channel.courier.store import PARTIES_KEY, Store
+from channel.party.client import Client
+from channel.protocol.canonical import now_utc
+from channel.protocol.errors import InvalidTransition, LetterIdConflict, StoreUnavailable
+from channel.protocol.httpsig import SignedBy
+from channel.protocol.lifecycle import TERMINAL, State
+from channel.protocol.models import LiveEvent, Receipt, RegisterRequest, SealedLetter
+from channel.protocol.names import new_letter_id
+from channel.protocol.seal import PartyKeys, decision_for, seal_letter, sign_decision
 from tests.cluster import LocalCluster, Node
 from tests.conftest import (
     SECRETS,

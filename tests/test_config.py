@@ -11,8 +11,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from channel.cli import cli
-from channel.errors import BadRequest
-from channel.settings import DEFAULT_PORT, Settings, load_settings
+from channel.courier.settings import DEFAULT_PORT, Settings, load_settings
+from channel.protocol.errors import BadRequest
 
 PASSWORD = "hunter2-do-not-print"
 

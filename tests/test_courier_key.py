@@ -11,12 +11,12 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from channel.embedded import EmbeddedRedis
-from channel.errors import Misconfigured
-from channel.seal import raw_public
-from channel.server.app import create_app
-from channel.server.run import COURIER_KEY_FILE
-from channel.settings import Settings
+from channel.courier.embedded import EmbeddedRedis
+from channel.courier.server.app import create_app
+from channel.courier.server.run import COURIER_KEY_FILE
+from channel.courier.settings import Settings
+from channel.protocol.errors import Misconfigured
+from channel.protocol.seal import raw_public
 from tests.conftest import CourierFactory
 
 

@@ -35,11 +35,11 @@ import pytest
 import yaml
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from channel.client import Client
-from channel.embedded import EmbeddedRedis
-from channel.lifecycle import State
-from channel.seal import PartyKeys, raw_public
-from channel.settings import Settings
+from channel.courier.embedded import EmbeddedRedis
+from channel.courier.settings import Settings
+from channel.party.client import Client
+from channel.protocol.lifecycle import State
+from channel.protocol.seal import PartyKeys, raw_public
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
@@ -544,7 +544,7 @@ def test_build_context_holds_the_package_and_no_secrets(tmp_path: Path) -> None:
         if each.keyword == "COPY":
             for source in shlex.split(each.value)[:-1]:
                 assert any(path == source or path.startswith(source) for path in context), source
-    assert "channel/server/run.py" in context
+    assert "channel/courier/server/run.py" in context
 
     forbidden = [
         ".venv/bin/python",

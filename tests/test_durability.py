@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from channel.client import Client
-from channel.lifecycle import State
-from channel.models import LetterStatus, SealedLetter
-from channel.seal import PartyKeys, verify_chain
+from channel.party.client import Client
+from channel.protocol.lifecycle import State
+from channel.protocol.models import LetterStatus, SealedLetter
+from channel.protocol.seal import PartyKeys, verify_chain
 from tests.conftest import free_port
 
 QUDS = "ir.irgc.quds"
@@ -35,8 +35,8 @@ START_TIMEOUT = 30.0
 FALLBACK = """
 import sys
 from pathlib import Path
-from channel.server.run import serve
-from channel.settings import Settings
+from channel.courier.server.run import serve
+from channel.courier.settings import Settings
 serve(Settings(port=int(sys.argv[1]), data_dir=Path(sys.argv[2]), open_registration=True))
 """
 

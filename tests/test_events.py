@@ -16,15 +16,15 @@ from click.testing import CliRunner
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from channel.cli import cli
-from channel.client import Client
-from channel.courier import Courier
-from channel.embedded import EmbeddedRedis
-from channel.lifecycle import State
-from channel.models import LiveEvent
-from channel.seal import PartyKeys
-from channel.server.app import create_app
-from channel.settings import Settings
-from channel.store import EVENTS_MAXLEN, Store
+from channel.courier.embedded import EmbeddedRedis
+from channel.courier.server.app import create_app
+from channel.courier.service import Courier
+from channel.courier.settings import Settings
+from channel.courier.store import EVENTS_MAXLEN, Store
+from channel.party.client import Client
+from channel.protocol.lifecycle import State
+from channel.protocol.models import LiveEvent
+from channel.protocol.seal import PartyKeys
 from tests.conftest import (
     Connect,
     CourierFactory,
@@ -174,10 +174,10 @@ def _create_args(
     courier: Courier, letter: dict[str, object], sender: PartyKeys
 ) -> dict[str, object]:
     """The Store.create_letter arguments Courier.send would pass (built with its own helpers)."""
-    from channel.canonical import now_utc, to_millis
-    from channel.courier import _event
-    from channel.models import SealedLetter
-    from channel.seal import sign_receipt
+    from channel.courier.service import _event
+    from channel.protocol.canonical import now_utc, to_millis
+    from channel.protocol.models import SealedLetter
+    from channel.protocol.seal import sign_receipt
 
     sealed = SealedLetter.model_validate(letter)
     env = sealed.envelope

@@ -13,15 +13,15 @@ from typing import Any
 
 import pytest
 
-from channel.client import Client
 from channel.exercise.control import CONTROL_FILE, send_command
 from channel.exercise.eventlog import first_divergence, projection, read_log
 from channel.exercise.play import Played, RunOptions, play
 from channel.exercise.replay import replay_run
 from channel.exercise.scenario import Source, bundled_dir, load_scenario
-from channel.keyring import Keyring
-from channel.models import SignedContent
-from channel.seal import verify_content
+from channel.party.client import Client
+from channel.party.keyring import Keyring
+from channel.protocol.models import SignedContent
+from channel.protocol.seal import verify_content
 
 DIRECTOR, QUDS, SWISS, TEHRAN = (
     "us.cia.director",
@@ -216,7 +216,7 @@ async def test_replay_reproduces_a_max_speed_run(tmp_path: Path) -> None:
 
 async def test_replay_refuses_an_edited_scenario_copy(tmp_path: Path) -> None:
     """The scenario copy in the run folder is checked against the digest in the log."""
-    from channel.errors import IntegrityError
+    from channel.protocol.errors import IntegrityError
 
     played = await rehearse(scenario(tmp_path), tmp_path / "run")
     copy = played.out / "scenario" / "small.yaml"
@@ -227,7 +227,7 @@ async def test_replay_refuses_an_edited_scenario_copy(tmp_path: Path) -> None:
 
 async def test_speed_max_refuses_human_seats(tmp_path: Path) -> None:
     """A person cannot play at speed max: the run refuses before creating anything."""
-    from channel.errors import BadRequest
+    from channel.protocol.errors import BadRequest
 
     with pytest.raises(BadRequest, match="speed max needs bots"):
         await play(RunOptions(source=scenario(tmp_path), out=tmp_path / "run"))
@@ -236,7 +236,7 @@ async def test_speed_max_refuses_human_seats(tmp_path: Path) -> None:
 
 async def test_a_run_folder_is_never_reused(tmp_path: Path) -> None:
     """A second run into the same folder is refused: one folder, one log."""
-    from channel.errors import BadRequest
+    from channel.protocol.errors import BadRequest
 
     source = scenario(tmp_path)
     await rehearse(source, tmp_path / "run")
@@ -422,7 +422,7 @@ async def test_escrow_seals_every_letter_to_the_archive_key_people_included(
     """Bots' letters are escrowed by the runner, a person's by `exercise send`; the archive key
     opens each to content signed by its sender, and the courier never had it."""
     from channel.exercise.escrow import read_escrow, send_escrowed
-    from channel.models import Precedence
+    from channel.protocol.models import Precedence
 
     out = tmp_path / "run"
     options = RunOptions(source=scenario(tmp_path, ESCROWED), out=out, speed=1.0)
@@ -499,7 +499,7 @@ async def test_a_name_taken_on_the_courier_is_a_clear_error(
     courier_url: str, tmp_path: Path
 ) -> None:
     """A party already registered there with other keys stops the run before the first inject."""
-    from channel.errors import NameTaken
+    from channel.protocol.errors import NameTaken
 
     await rehearse(scenario(tmp_path), tmp_path / "first", server=courier_url)
     with pytest.raises(NameTaken, match=r"already registered on .* with other keys"):
@@ -511,8 +511,8 @@ async def test_transcripts_hold_only_what_was_escrowed_or_released_and_verified(
 ) -> None:
     """escrow: the archive key opens every letter; post_release: bots' and a person's released
     letters, each checked; a forged release is refused; metadata_only has no transcript."""
-    from channel.errors import BadRequest
     from channel.exercise.transcript import release, render, transcript
+    from channel.protocol.errors import BadRequest
 
     escrowed = await rehearse(scenario(tmp_path, ESCROWED, "escrow.yaml"), tmp_path / "e")
     text = render(transcript(escrowed.out))

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from channel.canonical import now_utc
-from channel.errors import IntegrityError, InvalidName, KeyringError
-from channel.keyring import SCRYPT_N, Keyring, courier_slug, sent_bytes
-from channel.models import ChainKeys, PublicKeys, SealedLetter
-from channel.names import new_letter_id
-from channel.seal import PartyKeys, raw_private, seal_letter
+from channel.party.keyring import SCRYPT_N, Keyring, courier_slug, sent_bytes
+from channel.protocol.canonical import now_utc
+from channel.protocol.errors import IntegrityError, InvalidName, KeyringError
+from channel.protocol.models import ChainKeys, PublicKeys, SealedLetter
+from channel.protocol.names import new_letter_id
+from channel.protocol.seal import PartyKeys, raw_private, seal_letter
 
 DIRECTOR = "us.cia.director"
 QUDS = "ir.irgc.quds"

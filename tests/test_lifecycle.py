@@ -6,9 +6,9 @@ import itertools
 
 import pytest
 
-from channel import lifecycle
-from channel.errors import InvalidTransition, LetterExpired
-from channel.lifecycle import (
+from channel.protocol import lifecycle
+from channel.protocol.errors import InvalidTransition, LetterExpired
+from channel.protocol.lifecycle import (
     ACTORS,
     IMPLIED,
     SIGNED_BY_RECIPIENT,

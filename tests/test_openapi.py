@@ -11,12 +11,12 @@ import pytest
 from openapi_schema_validator import OAS31Validator
 from openapi_spec_validator import validate
 
-from channel.client import Client
-from channel.lifecycle import State
-from channel.models import OpenRequest
-from channel.seal import PartyKeys, decision_for, sign_decision
-from channel.server.openapi import api_markdown, openapi_document
-from channel.server.routes import ROUTES
+from channel.courier.server.openapi import api_markdown, openapi_document
+from channel.courier.server.routes import ROUTES
+from channel.party.client import Client
+from channel.protocol.lifecycle import State
+from channel.protocol.models import OpenRequest
+from channel.protocol.seal import PartyKeys, decision_for, sign_decision
 from tests.conftest import (
     CourierFactory,
     PartyFactory,
@@ -65,7 +65,7 @@ async def test_every_route_is_documented(served: dict[str, Any]) -> None:
 
 
 def test_api_markdown_is_up_to_date() -> None:
-    """docs/api.md is exactly what `python -m channel.server.openapi --markdown` prints."""
+    """docs/api.md is exactly what `python -m channel.courier.server.openapi --markdown` prints."""
     assert API_MD.read_text(encoding="utf-8") == api_markdown() + "\n"
 
 

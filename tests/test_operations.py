@@ -27,14 +27,14 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
-from channel.canonical import now_utc, parse_time
-from channel.client import Client
-from channel.embedded import EmbeddedRedis
-from channel.errors import RateLimited
-from channel.lifecycle import State
-from channel.server import metrics
-from channel.server.app import create_app
-from channel.settings import Settings
+from channel.courier.embedded import EmbeddedRedis
+from channel.courier.server import metrics
+from channel.courier.server.app import create_app
+from channel.courier.settings import Settings
+from channel.party.client import Client
+from channel.protocol.canonical import now_utc, parse_time
+from channel.protocol.errors import RateLimited
+from channel.protocol.lifecycle import State
 from tests.conftest import (
     Connect,
     CourierFactory,

@@ -13,21 +13,22 @@ import pytest
 import redis.asyncio as aioredis
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from channel.canonical import now_utc
-from channel.client import Client
-from channel.courier import Courier
-from channel.embedded import EmbeddedRedis
-from channel.errors import (
+from channel.courier.embedded import EmbeddedRedis
+from channel.courier.service import Courier
+from channel.courier.store import Store
+from channel.party.client import Client
+from channel.protocol.canonical import now_utc
+from channel.protocol.errors import (
     ChannelError,
     InvalidTransition,
     LetterIdConflict,
     NameTaken,
 )
-from channel.httpsig import SignedBy
-from channel.lifecycle import TERMINAL, State
-from channel.models import LetterStatus, RegisterRequest, SealedLetter
-from channel.names import new_letter_id
-from channel.seal import (
+from channel.protocol.httpsig import SignedBy
+from channel.protocol.lifecycle import TERMINAL, State
+from channel.protocol.models import LetterStatus, RegisterRequest, SealedLetter
+from channel.protocol.names import new_letter_id
+from channel.protocol.seal import (
     PartyKeys,
     decision_for,
     raw_public,
@@ -35,7 +36,6 @@ from channel.seal import (
     sign_decision,
     verify_chain,
 )
-from channel.store import Store
 from tests.conftest import Connect, CourierFactory, PartyFactory, check_chain, identity
 
 ROUNDS = 30

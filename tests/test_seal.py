@@ -10,10 +10,16 @@ from cryptography.hazmat.primitives import hpke
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
-from channel.canonical import ZERO_HASH, canonical_json, format_time, parse_time, sha256_hex
-from channel.errors import IntegrityError, InvalidLetter
-from channel.lifecycle import State
-from channel.models import (
+from channel.protocol.canonical import (
+    ZERO_HASH,
+    canonical_json,
+    format_time,
+    parse_time,
+    sha256_hex,
+)
+from channel.protocol.errors import IntegrityError, InvalidLetter
+from channel.protocol.lifecycle import State
+from channel.protocol.models import (
     Envelope,
     LetterContent,
     Precedence,
@@ -21,8 +27,8 @@ from channel.models import (
     SealedLetter,
     SignedContent,
 )
-from channel.names import new_letter_id
-from channel.seal import (
+from channel.protocol.names import new_letter_id
+from channel.protocol.seal import (
     CTX_CONTENT,
     CTX_DECISION,
     CTX_ENVELOPE,

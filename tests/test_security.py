@@ -18,9 +18,9 @@ import redis.asyncio as aioredis
 from http_message_signatures import HTTPMessageSigner, algorithms
 from structlog.testing import capture_logs
 
-from channel.client import Client
-from channel.courier import Courier
-from channel.errors import (
+from channel.courier.service import Courier
+from channel.party.client import Client
+from channel.protocol.errors import (
     BadRequest,
     Forbidden,
     LetterIdConflict,
@@ -28,10 +28,10 @@ from channel.errors import (
     RegistrationClosed,
     UnknownLetter,
 )
-from channel.httpsig import COVERED, LABEL, TAG, RequestView
-from channel.lifecycle import State
-from channel.models import OpenRequest, RegisterRequest, ReturnRequest, SealedLetter
-from channel.seal import PartyKeys, decision_for, sign_decision
+from channel.protocol.httpsig import COVERED, LABEL, TAG, RequestView
+from channel.protocol.lifecycle import State
+from channel.protocol.models import OpenRequest, RegisterRequest, ReturnRequest, SealedLetter
+from channel.protocol.seal import PartyKeys, decision_for, sign_decision
 from tests.conftest import (
     SECRETS,
     Connect,

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from channel.client import Client
-from channel.lifecycle import State
+from channel.party.client import Client
+from channel.protocol.lifecycle import State
 
 
 async def test_letter_returned_unopened_comes_back_intact(director: Client, quds: Client) -> None:

@@ -14,12 +14,12 @@ import pytest
 import redis.asyncio as aioredis
 from redis.crc import key_slot
 
-from channel.client import Client
-from channel.courier import Courier
-from channel.embedded import EmbeddedRedis
-from channel.lifecycle import State
-from channel.seal import PartyKeys, decision_for, sign_decision
-from channel.store import Store
+from channel.courier.embedded import EmbeddedRedis
+from channel.courier.service import Courier
+from channel.courier.store import Store
+from channel.party.client import Client
+from channel.protocol.lifecycle import State
+from channel.protocol.seal import PartyKeys, decision_for, sign_decision
 from tests.conftest import (
     Connect,
     CourierFactory,
@@ -33,7 +33,7 @@ QUDS = "ir.irgc.quds"
 DIRECTOR = "us.cia.director"
 LUA = {
     path.name.removesuffix(".lua"): path.read_text(encoding="utf-8")
-    for path in resources.files("channel").joinpath("lua").iterdir()
+    for path in resources.files("channel.courier").joinpath("lua").iterdir()
     if path.name.endswith(".lua")
 }
 TAG = re.compile(rb"^bc:\{([a-z][a-z0-9.-]{2,63})\}:")

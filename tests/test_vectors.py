@@ -27,14 +27,15 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from http_message_signatures import signatures as hms_signatures
 
-from channel import lifecycle, names, seal
-from channel.canonical import ZERO_HASH, parse_time, sha256_hex
-from channel.courier import Courier
-from channel.embedded import EmbeddedRedis
-from channel.errors import IntegrityError, Unauthenticated
-from channel.httpsig import RequestView, SignedBy, sign_request, verify_request
-from channel.lifecycle import State
-from channel.models import (
+from channel.courier.embedded import EmbeddedRedis
+from channel.courier.service import Courier
+from channel.courier.store import Store
+from channel.protocol import lifecycle, names, seal
+from channel.protocol.canonical import ZERO_HASH, parse_time, sha256_hex
+from channel.protocol.errors import IntegrityError, Unauthenticated
+from channel.protocol.httpsig import RequestView, SignedBy, sign_request, verify_request
+from channel.protocol.lifecycle import State
+from channel.protocol.models import (
     Envelope,
     LetterContent,
     Precedence,
@@ -44,8 +45,7 @@ from channel.models import (
     SealedLetter,
     SignedContent,
 )
-from channel.seal import PartyKeys
-from channel.store import Store
+from channel.protocol.seal import PartyKeys
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 V: dict[str, Any] = json.loads((DOCS / "vectors.json").read_text(encoding="utf-8"))

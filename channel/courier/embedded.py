@@ -16,7 +16,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from channel.errors import StoreUnavailable
+from channel.protocol.errors import StoreUnavailable
 
 _START_TIMEOUT = 15.0
 

@@ -18,9 +18,17 @@ from typing import Literal
 import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from channel import lifecycle
-from channel.canonical import format_time, millis, now_utc, parse_time, sha256_hex, to_millis
-from channel.errors import (
+from channel.courier.store import Admission, LetterRecord, Store
+from channel.protocol import lifecycle
+from channel.protocol.canonical import (
+    format_time,
+    millis,
+    now_utc,
+    parse_time,
+    sha256_hex,
+    to_millis,
+)
+from channel.protocol.errors import (
     BadRequest,
     Forbidden,
     InvalidLetter,
@@ -35,9 +43,15 @@ from channel.errors import (
     UnknownLetter,
     UnknownParty,
 )
-from channel.httpsig import NONCE_TTL_MS, RequestView, SignedBy, UnresolvedKey, verify_request
-from channel.lifecycle import Actor, State
-from channel.models import (
+from channel.protocol.httpsig import (
+    NONCE_TTL_MS,
+    RequestView,
+    SignedBy,
+    UnresolvedKey,
+    verify_request,
+)
+from channel.protocol.lifecycle import Actor, State
+from channel.protocol.models import (
     ChainKeys,
     CourierKey,
     Envelope,
@@ -52,8 +66,8 @@ from channel.models import (
     ReturnedLetter,
     SealedLetter,
 )
-from channel.names import check_party_name
-from channel.seal import (
+from channel.protocol.names import check_party_name
+from channel.protocol.seal import (
     check_sealed,
     decision_for,
     fingerprint,
@@ -62,9 +76,8 @@ from channel.seal import (
     sign_receipt,
     verify_decision,
 )
-from channel.store import Admission, LetterRecord, Store
 
-log = structlog.get_logger("channel.courier")
+log = structlog.get_logger("channel.courier.service")
 
 MAX_DEADLINE = timedelta(days=366)
 MAX_CLOCK_AHEAD = timedelta(minutes=5)

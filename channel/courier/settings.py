@@ -17,7 +17,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from channel.errors import BadRequest
+from channel.protocol.errors import BadRequest
 
 DEFAULT_PORT = 8700
 

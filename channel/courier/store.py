@@ -42,8 +42,8 @@ from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 
-from channel.errors import StoreUnavailable
-from channel.lifecycle import State
+from channel.protocol.errors import StoreUnavailable
+from channel.protocol.lifecycle import State
 
 PREFIX = "bc"
 # Each party's event stream keeps about this many events; a client further behind must resync.
@@ -447,7 +447,9 @@ class Store:
 
 
 def _lua(name: str) -> str:
-    return resources.files("channel").joinpath(f"lua/{name}.lua").read_text(encoding="utf-8")
+    return (
+        resources.files("channel.courier").joinpath(f"lua/{name}.lua").read_text(encoding="utf-8")
+    )
 
 
 def _record(letter_id: str, recipient: str, raw: list[bytes]) -> LetterRecord:

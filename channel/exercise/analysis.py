@@ -33,7 +33,7 @@ from channel.exercise.comms import (
 from channel.exercise.eventlog import LogError
 from channel.exercise.integrity import Integrity, integrity
 from channel.exercise.scenario import format_duration
-from channel.lifecycle import State
+from channel.protocol.lifecycle import State
 
 Outcome = Literal["met", "missed", "pending", "not fired"]
 Rating = Literal["P", "S", "M", "U", "not assessed"]

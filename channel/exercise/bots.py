@@ -24,7 +24,7 @@ from channel.exercise.scenario import (
     Send,
     Uniform,
 )
-from channel.models import Precedence
+from channel.protocol.models import Precedence
 
 
 def sample(distribution: Distribution, rng: random.Random) -> float:

@@ -16,9 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from channel.canonical import format_time
 from channel.exercise.eventlog import Stamp
 from channel.exercise.scenario import Clock, Inject, Move
+from channel.protocol.canonical import format_time
 
 
 @dataclass(frozen=True)

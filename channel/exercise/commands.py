@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from channel.errors import ChannelError
+from channel.protocol.errors import ChannelError
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -196,7 +196,7 @@ def play_and_report(
     from channel.exercise.play import RunOptions, default_out, play, seats_for
     from channel.exercise.report import write_reports
     from channel.logs import configure_logging
-    from channel.timeline import make_console
+    from channel.party.timeline import make_console
 
     configure_logging("console", "error")  # the courier shares this process
     console = make_console()
@@ -305,7 +305,7 @@ def send(
     import asyncio
 
     from channel.exercise.escrow import send_escrowed
-    from channel.models import Precedence
+    from channel.protocol.models import Precedence
 
     letter_id = asyncio.run(
         send_escrowed(run_dir, name, to, text, subject, Precedence(precedence), reply_to)

@@ -20,8 +20,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from channel.canonical import to_millis
-from channel.lifecycle import State
+from channel.protocol.canonical import to_millis
+from channel.protocol.lifecycle import State
 
 Record = Mapping[str, Any]
 

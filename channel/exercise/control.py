@@ -24,9 +24,9 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from channel.errors import ChannelError
 from channel.exercise.commands import COMMANDS
 from channel.exercise.runner import Command, Runner
+from channel.protocol.errors import ChannelError
 
 CONTROL_FILE = "control.json"
 _RUNNER = web.AppKey("runner", Runner)

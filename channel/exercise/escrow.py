@@ -15,12 +15,12 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from channel.client import Client
-from channel.errors import BadRequest
 from channel.exercise.eventlog import LOG_FILE, run_started
-from channel.keyring import Keyring
-from channel.models import LetterContent, Precedence, SignedContent
-from channel.seal import escrow_content, open_escrow, sign_content
+from channel.party.client import Client
+from channel.party.keyring import Keyring
+from channel.protocol.errors import BadRequest
+from channel.protocol.models import LetterContent, Precedence, SignedContent
+from channel.protocol.seal import escrow_content, open_escrow, sign_content
 
 ARCHIVE_KEY_FILE = "archive.key"
 ESCROW_DIR = "escrow"

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from channel.canonical import ZERO_HASH, canonical_json, format_time, now_utc, sha256_hex
-from channel.errors import ChannelError
+from channel.protocol.canonical import ZERO_HASH, canonical_json, format_time, now_utc, sha256_hex
+from channel.protocol.errors import ChannelError
 
 LOG_FILE = "events.jsonl"  # in every run folder
 VOLATILE = ("wall", "evidence", "hash", "prev")

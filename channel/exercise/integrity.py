@@ -18,10 +18,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from channel.errors import IntegrityError
 from channel.exercise.comms import LetterTrack, Part, Record
-from channel.models import LetterStatus, Receipt
-from channel.seal import verify_chain, verify_seal
+from channel.protocol.errors import IntegrityError
+from channel.protocol.models import LetterStatus, Receipt
+from channel.protocol.seal import verify_chain, verify_seal
 
 
 class LetterCheck(Part):

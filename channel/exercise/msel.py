@@ -55,7 +55,7 @@ from channel.exercise.scenario import (
     is_union_tag,
     parse_offset,
 )
-from channel.models import Precedence
+from channel.protocol.models import Precedence
 
 COLUMNS = (
     "control_no",

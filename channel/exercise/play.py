@@ -25,10 +25,8 @@ from typing import Any
 import aiohttp
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from channel.canonical import format_time
-from channel.client import Client
-from channel.embedded import EmbeddedRedis
-from channel.errors import BadRequest, ChannelError, NameTaken
+from channel.courier.embedded import EmbeddedRedis
+from channel.courier.server.run import courier_in_process, load_courier_key
 from channel.exercise.clock import Clocks
 from channel.exercise.control import control_api
 from channel.exercise.escrow import ARCHIVE_KEY_FILE, ESCROW_DIR
@@ -42,9 +40,11 @@ from channel.exercise.scenario import (
     Transcript,
     format_offset,
 )
-from channel.keyring import Keyring
-from channel.seal import PartyKeys, raw_private, raw_public
-from channel.server.run import courier_in_process, load_courier_key
+from channel.party.client import Client
+from channel.party.keyring import Keyring
+from channel.protocol.canonical import format_time
+from channel.protocol.errors import BadRequest, ChannelError, NameTaken
+from channel.protocol.seal import PartyKeys, raw_private, raw_public
 
 SCENARIO_DIR = "scenario"
 

@@ -24,8 +24,6 @@ from typing import Any
 
 import structlog
 
-from channel.client import Client
-from channel.errors import ChannelError
 from channel.exercise.bots import Arrival, Bot, Letter, Outgoing, Reaction, sample
 from channel.exercise.clock import Clocks
 from channel.exercise.escrow import marked
@@ -38,8 +36,10 @@ from channel.exercise.expectations import (
     receipt_fact,
 )
 from channel.exercise.scenario import Channel, Inject, Scenario, format_offset
-from channel.lifecycle import State, is_terminal
-from channel.models import (
+from channel.party.client import Client
+from channel.protocol.errors import ChannelError
+from channel.protocol.lifecycle import State, is_terminal
+from channel.protocol.models import (
     LetterContent,
     LetterStatus,
     LiveEvent,
@@ -47,8 +47,8 @@ from channel.models import (
     Receipt,
     SignedContent,
 )
-from channel.names import new_letter_id
-from channel.seal import escrow_content, sign_content
+from channel.protocol.names import new_letter_id
+from channel.protocol.seal import escrow_content, sign_content
 
 log = structlog.get_logger("channel.exercise")
 Action = Callable[..., Awaitable[None]]

@@ -35,10 +35,10 @@ from pydantic import (
     model_validator,
 )
 
-from channel.canonical import sha256_hex
-from channel.errors import ChannelError
-from channel.models import Precedence
-from channel.names import PARTY_NAME_RULE
+from channel.protocol.canonical import sha256_hex
+from channel.protocol.errors import ChannelError
+from channel.protocol.models import Precedence
+from channel.protocol.names import PARTY_NAME_RULE
 
 SCHEMA_ID = "https://backchannel.invalid/schemas/scenario-v1.json"
 DEFAULT_MARKING = "EXERCISE EXERCISE EXERCISE"

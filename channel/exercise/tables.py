@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from channel.exercise.analysis import AfterAction, ObjectiveResult
 from channel.exercise.comms import PartyComms
 from channel.exercise.scenario import format_duration, format_offset
-from channel.timeline import short_time
+from channel.party.timeline import short_time
 
 NO_VALUE = "—"
 NO_EXPECTATIONS = "No expectation is tagged to this objective: it is not assessed."

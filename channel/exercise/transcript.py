@@ -22,12 +22,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from channel.errors import BadRequest, IntegrityError
 from channel.exercise.escrow import ARCHIVE_KEY_FILE, read_escrow
 from channel.exercise.eventlog import LOG_FILE, read_log
-from channel.keyring import Keyring
-from channel.models import SignedContent
-from channel.seal import verify_content
+from channel.party.keyring import Keyring
+from channel.protocol.errors import BadRequest, IntegrityError
+from channel.protocol.models import SignedContent
+from channel.protocol.seal import verify_content
 
 RELEASED_DIR = "released"
 

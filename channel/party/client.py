@@ -4,8 +4,8 @@
         sealed, receipt = await director.send_letter("ir.irgc.quds", "We will hold you to account.")
 
 Requests are signed (RFC 9421) with the identity's key. Errors come back as the same typed
-exceptions the server raised (channel.errors). Idempotent calls, including `send`, are retried on
-connection failures, so a letter whose acknowledgement was lost is never sent twice.
+exceptions the server raised (channel.protocol.errors). Idempotent calls, including `send`, are
+retried on connection failures, so a letter whose acknowledgement was lost is never sent twice.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from typing import Any, TypeVar
 import aiohttp
 import structlog
 
-from channel.canonical import now_utc
-from channel.errors import (
+from channel.protocol.canonical import now_utc
+from channel.protocol.errors import (
     ChannelError,
     IntegrityError,
     InvalidLetter,
@@ -31,9 +31,9 @@ from channel.errors import (
     StoreUnavailable,
     error_from_problem,
 )
-from channel.httpsig import sign_request
-from channel.lifecycle import State
-from channel.models import (
+from channel.protocol.httpsig import sign_request
+from channel.protocol.lifecycle import State
+from channel.protocol.models import (
     CourierKey,
     Health,
     LetterList,
@@ -54,8 +54,8 @@ from channel.models import (
     SignedContent,
     Wire,
 )
-from channel.names import check_letter_id, check_party_name, new_letter_id
-from channel.seal import (
+from channel.protocol.names import check_letter_id, check_party_name, new_letter_id
+from channel.protocol.seal import (
     PartyKeys,
     check_sealed,
     decision_for,
@@ -73,7 +73,7 @@ DEFAULT_DEADLINE = timedelta(days=7)
 _RETRIES = 3
 _EVENTS_SILENCE = 45.0  # the courier pings every 15 s; this much silence means the link is dead
 _RECONNECT = 0.5
-log = structlog.get_logger("channel.client")
+log = structlog.get_logger("channel.party.client")
 
 
 class Client:

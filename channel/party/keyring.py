@@ -4,7 +4,7 @@ Layout under the keyring home (`$CHANNEL_HOME`, default `<user data dir>/backcha
 Directories are 0700, files 0600, and every file is written atomically (temp file, then rename):
 
     <name>/private.json             the party's private keys (format below)
-    <name>/public.json              its public keys: exactly `channel.models.PublicKeys` JSON,
+    <name>/public.json              its public keys: exactly `protocol.models.PublicKeys` JSON,
                                     the format a courier pins from `keys/parties/NAME.pub.json`
     <name>/sent/<letter_id>.json    each letter as sent (SealedLetter JSON: ciphertext only), so a
                                     returned letter can be compared byte for byte
@@ -50,13 +50,13 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from pydantic import ValidationError
 
-from channel.errors import IntegrityError, KeyringError
-from channel.models import ChainKeys, Envelope, PublicKeys, SealedLetter, SignedContent
-from channel.names import check_letter_id, check_party_name
-from channel.seal import PartyKeys, party_fingerprint, raw_private
+from channel.protocol.errors import IntegrityError, KeyringError
+from channel.protocol.models import ChainKeys, Envelope, PublicKeys, SealedLetter, SignedContent
+from channel.protocol.names import check_letter_id, check_party_name
+from channel.protocol.seal import PartyKeys, party_fingerprint, raw_private
 
 if TYPE_CHECKING:
-    from channel.client import Client
+    from channel.party.client import Client
 
 PASSPHRASE_ENV = "CHANNEL_PASSPHRASE"
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**15, 8, 1

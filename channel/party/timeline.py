@@ -13,11 +13,11 @@ from rich.console import Console
 from rich.padding import Padding
 from rich.table import Table
 
-from channel.canonical import sha256_hex
-from channel.errors import IntegrityError
-from channel.lifecycle import State
-from channel.models import ChainKeys, Envelope, LetterStatus, LetterSummary, Receipt
-from channel.seal import verify_chain, verify_seal
+from channel.protocol.canonical import sha256_hex
+from channel.protocol.errors import IntegrityError
+from channel.protocol.lifecycle import State
+from channel.protocol.models import ChainKeys, Envelope, LetterStatus, LetterSummary, Receipt
+from channel.protocol.seal import verify_chain, verify_seal
 
 OK, FAIL = "[green]✓[/]", "[red]✗[/]"
 

@@ -23,7 +23,7 @@ from http_message_signatures import (
 )
 from http_message_signatures.exceptions import HTTPMessageSignaturesException
 
-from channel.errors import Unauthenticated
+from channel.protocol.errors import Unauthenticated
 
 TAG = "backchannel"
 LABEL = "party"

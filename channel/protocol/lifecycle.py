@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from channel.errors import InvalidTransition, LetterExpired
+from channel.protocol.errors import InvalidTransition, LetterExpired
 
 
 class State(StrEnum):

@@ -13,9 +13,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, WithJsonSchema
 
-from channel.canonical import TIMESTAMP_PATTERN, canonical_json, sha256_hex
-from channel.lifecycle import State
-from channel.names import LETTER_ID_PATTERN
+from channel.protocol.canonical import TIMESTAMP_PATTERN, canonical_json, sha256_hex
+from channel.protocol.lifecycle import State
+from channel.protocol.names import LETTER_ID_PATTERN
 
 PROTOCOL_VERSION = 1
 HPKE_SUITE = "hpke-x25519-hkdfsha256-chacha20poly1305"

@@ -6,7 +6,7 @@ import os
 import re
 import time
 
-from channel.errors import InvalidName
+from channel.protocol.errors import InvalidName
 
 PARTY_NAME_RULE = (
     "3-64 characters of lowercase ASCII letters, digits, '.' and '-', starting with a letter"

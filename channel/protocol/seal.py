@@ -20,11 +20,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from pydantic import ValidationError
 
-from channel import lifecycle
-from channel.canonical import ZERO_HASH, format_time, sha256_hex
-from channel.errors import IntegrityError, InvalidLetter, InvalidTransition
-from channel.lifecycle import SIGNED_BY_RECIPIENT, State
-from channel.models import (
+from channel.protocol import lifecycle
+from channel.protocol.canonical import ZERO_HASH, format_time, sha256_hex
+from channel.protocol.errors import IntegrityError, InvalidLetter, InvalidTransition
+from channel.protocol.lifecycle import SIGNED_BY_RECIPIENT, State
+from channel.protocol.models import (
     Decision,
     Envelope,
     LetterContent,

@@ -19,8 +19,13 @@ from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import ValidationError
 
-from channel.courier import Courier
-from channel.errors import (
+from channel.courier.server import limits, metrics
+from channel.courier.server.events import CLOSING, STREAMS, close_streams, events_endpoint
+from channel.courier.server.routes import ROUTES, Call, Route
+from channel.courier.service import Courier
+from channel.courier.settings import Settings
+from channel.courier.store import Store
+from channel.protocol.errors import (
     BadRequest,
     ChannelError,
     MethodNotAllowed,
@@ -29,15 +34,10 @@ from channel.errors import (
     RateLimited,
     StoreUnavailable,
 )
-from channel.httpsig import RequestView
-from channel.models import RegisterRequest, Wire
-from channel.server import limits, metrics
-from channel.server.events import CLOSING, STREAMS, close_streams, events_endpoint
-from channel.server.routes import ROUTES, Call, Route
-from channel.settings import Settings
-from channel.store import Store
+from channel.protocol.httpsig import RequestView
+from channel.protocol.models import RegisterRequest, Wire
 
-log = structlog.get_logger("channel.server")
+log = structlog.get_logger("channel.courier.server")
 
 SETTINGS = web.AppKey("settings", Settings)
 COURIER = web.AppKey("courier", Courier)
@@ -234,7 +234,7 @@ def _problem(exc: ChannelError, request: web.Request) -> web.Response:
 
 
 async def _openapi(request: web.Request) -> web.Response:
-    from channel.server.openapi import openapi_document
+    from channel.courier.server.openapi import openapi_document
 
     return web.json_response(openapi_document())
 

@@ -16,10 +16,10 @@ import structlog
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse, sse_response
 
-from channel.courier import Courier
-from channel.errors import StoreUnavailable
-from channel.httpsig import RequestView
-from channel.server import limits, metrics
+from channel.courier.server import limits, metrics
+from channel.courier.service import Courier
+from channel.protocol.errors import StoreUnavailable
+from channel.protocol.httpsig import RequestView
 
 log = structlog.get_logger("channel.events")
 
@@ -31,7 +31,7 @@ PING_SECONDS = 15.0
 
 
 async def events_endpoint(request: web.Request) -> web.StreamResponse:
-    from channel.server.app import COURIER, SETTINGS
+    from channel.courier.server.app import COURIER, SETTINGS
 
     courier: Courier = request.app[COURIER]
     view = RequestView(request.method, f"http://courier{request.raw_path}", dict(request.headers))

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import time
 
-from channel.errors import RateLimited
-from channel.settings import Settings
-from channel.store import Store
+from channel.courier.settings import Settings
+from channel.courier.store import Store
+from channel.protocol.errors import RateLimited
 
 
 async def take_token(store: Store, settings: Settings, party: str) -> None:

@@ -1,9 +1,9 @@
 """Prometheus metrics, served at `GET /metrics`.
 
 One worker counts in this process's default registry. Several workers (`serve --workers N`) are
-separate processes: `channel.server.run` then sets PROMETHEUS_MULTIPROC_DIR before this module is
-first imported, prometheus_client keeps every value in a file there, and a scrape of any worker
-merges all the workers' files, so each answers for the whole courier.
+separate processes: `channel.courier.server.run` then sets PROMETHEUS_MULTIPROC_DIR before this
+module is first imported, prometheus_client keeps every value in a file there, and a scrape of
+any worker merges all the workers' files, so each answers for the whole courier.
 
 Labels are bounded sets: letter events, route templates (never a raw path, which would carry
 letter ids), methods, statuses and Redis exception names. Nothing names a party or a letter.
@@ -27,7 +27,7 @@ from prometheus_client import (
 )
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from channel.lifecycle import State
+from channel.protocol.lifecycle import State
 
 MULTIPROCESS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # prometheus_client chose its value store when first imported, by this same variable.

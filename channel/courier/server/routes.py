@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from channel import __version__
-from channel.courier import Courier
-from channel.errors import (
+from channel.courier.service import Courier
+from channel.protocol.errors import (
     BadRequest,
     ChannelError,
     Forbidden,
@@ -30,8 +30,8 @@ from channel.errors import (
     UnknownLetter,
     UnknownParty,
 )
-from channel.httpsig import RequestView, SignedBy, UnresolvedKey, verify_request
-from channel.models import (
+from channel.protocol.httpsig import RequestView, SignedBy, UnresolvedKey, verify_request
+from channel.protocol.models import (
     CourierKey,
     Health,
     LetterList,
@@ -47,7 +47,7 @@ from channel.models import (
     SealedLetter,
     Wire,
 )
-from channel.names import check_letter_id, check_party_name
+from channel.protocol.names import check_letter_id, check_party_name
 
 MAX_LIST = 500
 

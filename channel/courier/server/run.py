@@ -23,11 +23,11 @@ from typing import Any
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from channel.embedded import EmbeddedRedis
-from channel.errors import Misconfigured
+from channel.courier.embedded import EmbeddedRedis
+from channel.courier.settings import Settings
 from channel.logs import configure_logging
-from channel.seal import fingerprint, raw_private, raw_public
-from channel.settings import Settings
+from channel.protocol.errors import Misconfigured
+from channel.protocol.seal import fingerprint, raw_private, raw_public
 
 COURIER_KEY_FILE = "courier.key"
 METRICS_DIR = "metrics"
@@ -93,7 +93,8 @@ def prepare_metrics_dir(data_dir: Path) -> Path:
     """An empty directory for this run's metric files, named to every worker by the environment.
 
     prometheus_client picks where it keeps values when first imported, so this runs before the
-    app (and with it channel.server.metrics) is imported; spawned workers inherit the variable.
+    app (and with it channel.courier.server.metrics) is imported; spawned workers inherit the
+    variable.
     """
     if "prometheus_client" in sys.modules:
         raise RuntimeError("the metrics directory must be set before prometheus_client is imported")
@@ -113,7 +114,7 @@ def _worker(settings: Settings, redis_url: str) -> None:
 async def _run(
     settings: Settings, redis_url: str, key: Ed25519PrivateKey, *, announce: bool, sweeper: bool
 ) -> None:
-    from channel.server.app import create_app  # only now: see prepare_metrics_dir
+    from channel.courier.server.app import create_app  # only now: see prepare_metrics_dir
 
     app = create_app(settings, redis_url, key, sweeper=sweeper)
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=10)
@@ -144,7 +145,7 @@ async def courier_in_process(data_dir: Path, redis_url: str, **settings: Any) ->
 
     Yields its base URL. The same app as `channel serve`, with open registration by default.
     """
-    from channel.server.app import create_app
+    from channel.courier.server.app import create_app
 
     options: dict[str, Any] = {"open_registration": True, "directory": None} | settings
     app = create_app(Settings(data_dir=data_dir, **options), redis_url, load_courier_key(data_dir))
