@@ -3,6 +3,8 @@ file (`--config FILE` or `CHANNEL_CONFIG`) whose keys are the field names, then 
 
 from __future__ import annotations
 
+import os
+import stat
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -17,13 +19,36 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from channel.errors import BadRequest
+from channel.errors import BadRequest, Misconfigured
 
 DEFAULT_PORT = 8700
 
 
 def default_data_dir() -> Path:
     return Path(platformdirs.user_data_dir("backchannel")) / "courier"
+
+
+def private_dir(path: Path) -> Path:
+    """`path` as a directory only its owner can enter (0700): created so, or tightened if it exists.
+
+    The data dir holds the courier's signing key, the store's files and its socket's address; one
+    left 0755 by hand or by an older version is tightened, not trusted as it is. A directory owned
+    by someone else is refused: it cannot be made private to us.
+    """
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    info = path.stat()
+    if not stat.S_ISDIR(info.st_mode):
+        raise Misconfigured(f"{path} is not a directory")
+    if info.st_uid != os.geteuid():
+        raise Misconfigured(
+            f"{path} belongs to another user (uid {info.st_uid}): use a directory of your own"
+        )
+    if stat.S_IMODE(info.st_mode) != 0o700:
+        try:
+            path.chmod(0o700)
+        except OSError as exc:
+            raise Misconfigured(f"cannot make {path} private (0700): {exc.strerror}") from None
+    return path
 
 
 def redact_url(url: str) -> str:

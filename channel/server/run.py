@@ -27,7 +27,7 @@ from channel.embedded import EmbeddedRedis
 from channel.errors import Misconfigured
 from channel.logs import configure_logging
 from channel.seal import fingerprint, raw_private, raw_public
-from channel.settings import Settings
+from channel.settings import Settings, private_dir
 
 COURIER_KEY_FILE = "courier.key"
 METRICS_DIR = "metrics"
@@ -60,7 +60,7 @@ def load_courier_key(data_dir: Path) -> Ed25519PrivateKey:
 
 def serve(settings: Settings) -> None:
     configure_logging(settings.log_format, settings.log_level)
-    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dir(settings.data_dir)
     if settings.workers > 1:
         prepare_metrics_dir(settings.data_dir)
     key = load_courier_key(settings.data_dir)

@@ -1,0 +1,49 @@
+"""How a party command acts: as one keyring party, against the configured courier."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, TypeVar
+
+import click
+
+from channel.cli_options import Config
+from channel.names import check_party_name
+
+if TYPE_CHECKING:
+    from channel.client import Client
+    from channel.keyring import Keyring
+    from channel.seal import PartyKeys
+
+T = TypeVar("T")
+
+as_option = click.option(
+    "--as", "name", required=True, metavar="NAME", help="The keyring party acting."
+)
+
+
+def identity(config: Config, name: str) -> tuple[Keyring, PartyKeys]:
+    """The keyring and the acting party's keys; refuses a bad name before any network call."""
+    check_party_name(name)
+    ring = config.keyring()
+    return ring, ring.load(name)
+
+
+def act(config: Config, name: str, action: Callable[[Client, Keyring], Awaitable[T]]) -> T:
+    """Run one action as the keyring party `name` against the configured courier."""
+    from channel.party.session import party_client
+
+    ring, keys = identity(config, name)
+
+    async def session() -> T:
+        async with party_client(config.server, ring, keys) as client:
+            return await action(client, ring)
+
+    return asyncio.run(session())
+
+
+def terminal() -> bool:
+    """Is someone at stdin? (It may be closed altogether, as under some CI runners.)"""
+    return sys.stdin is not None and sys.stdin.isatty()
