@@ -1,5 +1,5 @@
-"""The embedded Redis starts from any folder, tells at once why it cannot, and leaves nothing behind;
-the data dir it lives in is private (0700)."""
+"""The embedded Redis starts from any folder, tells at once why it cannot, and leaves nothing
+behind; the data dir it lives in is private (0700)."""
 
 from __future__ import annotations
 
