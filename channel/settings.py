@@ -11,7 +11,8 @@ from typing import Any, Literal
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import platformdirs
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import (
     BaseSettings,
     InitSettingsSource,
@@ -66,6 +67,32 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
+def redis_url_problem(url: str) -> str | None:
+    """What makes `url` no Redis URL (its scheme, host or port), checked before anything connects
+    so that a typo is one line naming it, with the password hidden; None if it is one."""
+    shown = redact_url(url)
+    try:
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        # redis+cluster:// lists its nodes: host:port,host:port (see store.py).
+        nodes = parts.netloc.rpartition("@")[2].split(",")
+        hosts = [urlsplit(f"//{node}") for node in nodes]
+        for host in hosts:
+            host.port  # noqa: B018  (raises for a port out of range or not a number)
+    except ValueError as exc:
+        return f"the Redis URL {shown} is not a URL: {exc}"
+    if scheme not in ("redis", "rediss", "unix", "redis+cluster"):
+        return (
+            f"the Redis URL {shown} must start with redis://, rediss://, unix:// or "
+            "redis+cluster://"
+        )
+    if scheme == "unix":
+        return None if parts.path else f"the Redis URL {shown} names no socket path"
+    if not all(host.hostname for host in hosts):
+        return f"the Redis URL {shown} names no host"
+    return None
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CHANNEL_", extra="ignore")
 
@@ -103,6 +130,14 @@ class Settings(BaseSettings):
             return init_settings, env_settings, dotenv_settings, file_secret_settings
         from_file = InitSettingsSource(settings_cls, read_config_file(Path(path)))
         return init_settings, env_settings, from_file, dotenv_settings, file_secret_settings
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: SecretStr | None) -> SecretStr | None:
+        problem = value and redis_url_problem(value.get_secret_value())
+        if problem:
+            raise PydanticCustomError("redis_url", problem)
+        return value
 
     @property
     def rate_limited(self) -> bool:

@@ -18,10 +18,10 @@ from channel.canonical import format_time, now_utc
 from channel.cli_options import DURATION, echo_json, json_option
 from channel.courier import mint_invite
 from channel.embedded import running_url
-from channel.errors import StoreUnavailable
+from channel.errors import BadRequest, StoreUnavailable
 from channel.names import check_party_name
 from channel.server.run import serve as run_courier
-from channel.settings import default_data_dir, load_settings, redact_url
+from channel.settings import default_data_dir, load_settings, redact_url, redis_url_problem
 from channel.store import Store
 
 config_file_option = click.option(
@@ -102,6 +102,9 @@ def invite(
     running with --data-dir, or --redis URL. The token is shown once; only its hash is stored.
     """
     check_party_name(name)
+    problem = redis_url and redis_url_problem(redis_url)
+    if problem:
+        raise BadRequest(problem)
     url = redis_url or _running_courier_store(data_dir or default_data_dir())
     token = asyncio.run(_mint(name, url, ttl, hint="" if redis_url else _START_COURIER))
     seconds = int(ttl.total_seconds())
