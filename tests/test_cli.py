@@ -734,3 +734,21 @@ def test_watch_json_keeps_stdout_for_json_when_the_stream_breaks(tmp_path: Path)
     assert b"event_stream_lost" in first, first + stderr
     assert stdout == b""
     assert watcher.returncode == 0
+
+
+def test_exercise_run_plays_on_the_courier_named_before_the_command(tmp_path: Path) -> None:
+    """`channel --server URL exercise run` plays on that courier, not an embedded one: a closed
+    port is ServerUnreachable naming it."""
+    closed = f"http://127.0.0.1:{free_port()}"
+    play = ["exercise", "run", "letter-to-soleimani", "--rehearse", "--no-live"]
+    done = subprocess.run(
+        [*CHANNEL, "--server", closed, *play, "--out", str(tmp_path / "run")],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == ServerUnreachable.exit_code, done.stderr
+    assert (
+        done.stderr.strip()
+        .splitlines()[-1]
+        .startswith(f"error: cannot reach the courier at {closed}")
+    )
+    assert not (tmp_path / "run" / "courier").exists()

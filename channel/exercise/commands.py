@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
+from click.core import ParameterSource
 
 from channel.cli_options import SERVER_URL, echo_json, json_option
 from channel.errors import ChannelError
@@ -197,7 +198,7 @@ def run(
     source = load(target)
     out, reports = play_and_report(
         source,
-        server=server,
+        server=server or _given_before(click.get_current_context()),
         speed=speed,
         seed=seed,
         out=out,
@@ -211,6 +212,16 @@ def run(
         echo_json({"run": str(out), "reports": {name: str(p) for name, p in reports.items()}})
         return
     click.echo(f"report: {reports.get('html') or next(iter(reports.values()))}")
+
+
+def _given_before(ctx: click.Context) -> str | None:
+    """`channel --server URL exercise run ...` means this courier too; CHANNEL_SERVER alone
+    does not (it names the courier people use, not where an exercise should play)."""
+    root = ctx.find_root()
+    if root.get_parameter_source("server") is ParameterSource.COMMANDLINE:
+        given: str = root.params["server"]
+        return given
+    return None
 
 
 def play_and_report(
