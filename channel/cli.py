@@ -221,7 +221,7 @@ def cli(ctx: click.Context, server: str, home: Path | None) -> None:
     them. The recipient opens a letter or returns it unopened; every step is a signed receipt.
 
     --server and --home may also be given after the command."""
-    from channel.logs import configure_cli_logging
+    from channel.logs import configure_cli_logging  # structlog: not needed for --help
 
     configure_cli_logging()
     ctx.obj = Config(server, home)

@@ -2,10 +2,10 @@
 every seat); with --story, the story end to end, in one process, in a few seconds. Either way it
 hosts a courier in this process, which is why it lives here and not with a party's commands.
 
-The story: a courier with its embedded Redis starts in a temporary directory; the CIA director and the
-commander of the IRGC's Quds Force create keys in a temporary keyring and register; the director
-sends a warning; the commander sees the envelope only and returns the letter unopened; the
-director gets it back byte for byte and verifies every receipt offline. Nothing is mocked: the
+The story: a courier with its embedded Redis starts in a temporary directory; the CIA director
+and the commander of the IRGC's Quds Force create keys in a temporary keyring and register; the
+director sends a warning; the commander sees the envelope only and returns the letter unopened;
+the director gets it back byte for byte and verifies every receipt offline. Nothing is mocked: the
 same courier, client, keyring and verification as `channel serve` and the other commands.
 """
 

@@ -11,6 +11,7 @@ import click
 
 from channel.cli_options import Config
 from channel.names import check_party_name
+from channel.party.session import party_client
 
 if TYPE_CHECKING:
     from channel.client import Client
@@ -33,8 +34,6 @@ def identity(config: Config, name: str) -> tuple[Keyring, PartyKeys]:
 
 def act(config: Config, name: str, action: Callable[[Client, Keyring], Awaitable[T]]) -> T:
     """Run one action as the keyring party `name` against the configured courier."""
-    from channel.party.session import party_client
-
     ring, keys = identity(config, name)
 
     async def session() -> T:
