@@ -20,7 +20,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV = Path(sys.prefix)
-SKIPPED = (".git", ".venv", "*_cache", "__pycache__", "*.egg-info", "exercise-runs", "keys")
+SKIPPED = (".git", ".venv", "*_cache", "__pycache__", "*.egg-info", "exercise-runs")
 
 
 @pytest.fixture(scope="module")
