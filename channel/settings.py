@@ -30,21 +30,22 @@ def default_data_dir() -> Path:
 
 
 def private_dir(path: Path) -> Path:
-    """`path` as a directory only its owner can enter (0700): created so, or tightened if it exists.
+    """`path` as a directory only we can enter (0700): created so, or tightened if it exists.
 
     The data dir holds the courier's signing key, the store's files and its socket's address; one
-    left 0755 by hand or by an older version is tightened, not trusted as it is. A directory owned
-    by someone else is refused: it cannot be made private to us.
+    of ours left 0755 by hand or by an older version is tightened, not trusted as it is. One that
+    root provisioned for us (a Kubernetes emptyDir, a container volume) is the platform's to guard
+    and is used as it is; one owned by any other user is refused, since it cannot be made ours.
     """
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
     info = path.stat()
     if not stat.S_ISDIR(info.st_mode):
         raise Misconfigured(f"{path} is not a directory")
-    if info.st_uid != os.geteuid():
+    if info.st_uid not in (os.geteuid(), 0):
         raise Misconfigured(
             f"{path} belongs to another user (uid {info.st_uid}): use a directory of your own"
         )
-    if stat.S_IMODE(info.st_mode) != 0o700:
+    if info.st_uid == os.geteuid() and stat.S_IMODE(info.st_mode) != 0o700:
         try:
             path.chmod(0o700)
         except OSError as exc:
