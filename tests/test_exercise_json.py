@@ -62,6 +62,12 @@ def test_lint_json_reports_problems_and_the_verdict(tmp_path: Path) -> None:
     assert refused.returncode == 2
     assert refused.stdout == ""  # the file does not load: problems on stderr, as without --json
     assert refused.stderr.strip().splitlines()[-1].startswith("error: ")
+    unplayable = tmp_path / "unplayable.yaml"
+    unplayable.write_text(SMALL.replace('"bot:refuser"', '"bot:nosuch"'), encoding="utf-8")
+    found = exercise_json("lint", str(unplayable), code=2)
+    assert found["ok"] is False
+    errors = [p for p in found["problems"] if p["severity"] == "error"]
+    assert [(p["line"], p["path"]) for p in errors] == [(6, "parties.1.play")]
 
 
 def test_run_json_is_the_only_thing_on_stdout(played: tuple[Path, dict[str, Any]]) -> None:
