@@ -133,6 +133,7 @@ class EmbeddedRedis:
         # Before its log file is open (a bad config, say) redis-server writes to stderr: keep that
         # in the same file, so a failure to start can always be told in redis-server's own words.
         with log.open("ab") as output:
+            this_start = output.tell()
             self._process = subprocess.Popen(
                 [redis_server_binary(), conf.name],
                 cwd=self.dir,
@@ -142,7 +143,7 @@ class EmbeddedRedis:
                 start_new_session=True,
             )
         try:
-            self._wait_ready(log, log.stat().st_size)
+            self._wait_ready(log, this_start)
         except BaseException:
             self.stop()
             raise

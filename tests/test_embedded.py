@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import stat
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,19 @@ def test_starts_from_a_data_dir_deeper_than_a_unix_socket_path(tmp_path: Path) -
         assert (data / "redis" / "appendonly.aof").exists()  # the data stays in the data dir
     assert not runtime.exists()
     assert running_url(data) is None
+
+
+def test_a_deep_temp_dir_is_passed_over_for_a_short_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With TMPDIR (and XDG_RUNTIME_DIR) too deep for a socket, the socket goes under /tmp."""
+    too_deep = deep(tmp_path / "tmp")
+    too_deep.mkdir(parents=True)
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+    monkeypatch.setattr(tempfile, "tempdir", str(too_deep))
+    with EmbeddedRedis(tmp_path / "courier", fsync="everysec") as server:
+        assert server.socket_path.parent.parent == Path("/tmp")
+        assert redis.Redis.from_url(server.url).ping()
 
 
 def test_a_failed_start_is_told_in_redis_servers_own_words(tmp_path: Path) -> None:
