@@ -37,7 +37,7 @@ def played(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, An
     scenario = base / "small.yaml"
     scenario.write_text(SMALL, encoding="utf-8")
     out = base / "run"
-    return out, exercise_json("run", str(scenario), "--rehearse", "--out", str(out))
+    return out, exercise_json("run", str(scenario), "--rehearse", "--no-live", "--out", str(out))
 
 
 def test_list_json_names_every_bundled_scenario() -> None:
