@@ -1,9 +1,11 @@
-"""`channel demo`: the 2017 story end to end, in one process, in a few seconds.
+"""`channel demo`: the 2017 letter played as a tabletop exercise (the bundled scenario, bots in
+every seat); with --story, the story end to end, in one process, in a few seconds. Either way it
+hosts a courier in this process, which is why it lives here and not with a party's commands.
 
-A courier with its embedded Redis starts in a temporary directory; the CIA director and the
-commander of the IRGC's Quds Force create keys in a temporary keyring and register; the director
-sends a warning; the commander sees the envelope only and returns the letter unopened; the
-director gets it back byte for byte and verifies every receipt offline. Nothing is mocked: the
+The story: a courier with its embedded Redis starts in a temporary directory; the CIA director
+and the commander of the IRGC's Quds Force create keys in a temporary keyring and register; the
+director sends a warning; the commander sees the envelope only and returns the letter unopened;
+the director gets it back byte for byte and verifies every receipt offline. Nothing is mocked: the
 same courier, client, keyring and verification as `channel serve` and the other commands.
 """
 
@@ -16,15 +18,17 @@ import textwrap
 from datetime import timedelta
 from pathlib import Path
 
+import click
 from rich.console import Console
 from rich.rule import Rule
 
-from channel.cli import party_client
 from channel.courier.embedded import EmbeddedRedis
 from channel.courier.server.run import courier_in_process, load_courier_key
+from channel.exercise.commands import load, play_and_report
 from channel.logs import configure_logging
 from channel.party.client import Client
 from channel.party.keyring import Keyring, sent_bytes
+from channel.party.session import party_client
 from channel.party.timeline import (
     audit,
     digest_line,
@@ -54,6 +58,33 @@ This letter is the channel. Use it.
 
 Director, Central Intelligence Agency"""
 REASON = "Returned unopened. There is nothing to read and nothing to answer."
+
+
+@click.command()
+@click.option("--story", is_flag=True, help="The protocol walk-through instead of the exercise.")
+@click.option(
+    "--keep",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="With --story: keep the courier data and keyring in DIR (must be empty or absent).",
+)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Run folder.")
+@click.option("--no-live", is_flag=True, help="One line per event instead of the live view.")
+def demo(story: bool, keep: Path | None, out: Path | None, no_live: bool) -> None:
+    """Play the 2017 letter as a tabletop exercise and write its after-action report.
+
+    The bundled `letter-to-soleimani` scenario runs at full speed on an embedded courier, bots
+    in every seat; the HTML report's path is printed at the end. With --story: the letter sent,
+    returned unopened, taken back byte for byte and verified offline, step by step.
+    """
+    if story:
+        if keep is not None and keep.exists() and any(keep.iterdir()):
+            raise click.BadParameter(f"{keep} is not empty", param_hint="--keep")
+        run_demo(keep)
+        return
+    source = load("letter-to-soleimani")
+    play_and_report(
+        source, out=out, rehearse=True, live=not no_live, formats=("html", "md", "json")
+    )
 
 
 def run_demo(keep: Path | None = None) -> None:

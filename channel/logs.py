@@ -37,3 +37,11 @@ def configure_logging(
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         cache_logger_on_first_use=True,
     )
+
+
+def configure_cli_logging() -> None:
+    """Log lines from a command (the client's reconnects, say) go to stderr, never to stdout,
+    which carries the command's output (`watch --json`). Set-up already made (a test capturing
+    logs, a courier sharing the process) is left as it is."""
+    if not structlog.is_configured():
+        configure_logging("console", "info")

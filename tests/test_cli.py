@@ -527,8 +527,11 @@ def test_help_exits_zero() -> None:
 
 
 def test_serve_and_admin_invite_through_the_data_dir(tmp_path: Path) -> None:
-    """`channel serve` with its embedded Redis, then `admin invite --data-dir` and `register`."""
+    """`channel serve` with its embedded Redis, then `admin invite --data-dir` and `register`;
+    the data dir, left open (0755) before, is private (0700) once the courier has run in it."""
     data = tmp_path / "courier"
+    data.mkdir(mode=0o755)
+    data.chmod(0o755)
     env = {**os.environ, "CHANNEL_HOME": str(tmp_path / "keyring")}
     serve = [*CHANNEL, "serve", "--port", "0", "--data-dir", str(data), "--invite-only"]
     with subprocess.Popen(
@@ -554,6 +557,7 @@ def test_serve_and_admin_invite_through_the_data_dir(tmp_path: Path) -> None:
             joined = channel("register", "ch.embassy", "--invite", token)
             assert joined.returncode == 0, joined.stderr
             assert "registered ch.embassy" in joined.stdout
+            assert stat.S_IMODE(data.stat().st_mode) == 0o700
         finally:
             server.send_signal(signal.SIGTERM)
             server.wait(timeout=30)
@@ -589,3 +593,167 @@ def test_demo_tells_the_story_and_leaves_verifiable_evidence(tmp_path: Path) -> 
     )  # fmt: skip
     assert verified.returncode == 0, verified.stderr
     assert verified.stderr == ""  # every key came from the keyring's pins
+
+
+# --- the command line's edges ------------------------------------------------------------------
+
+BAD_SERVERS = {
+    "127.0.0.1:8700": "has no scheme: write http://127.0.0.1:8700",
+    "ftp://127.0.0.1:8700": "the scheme must be http or https, not ftp",
+    "http://127.0.0.1:99999": "Port out of range",
+    "http://127.0.0.1:port": "is not a URL",
+    "http://[::1": "is not a URL",
+    "http://": "names no host",
+    "http://127.0.0.1:0": "port 0",
+    "http://127.0.0.1:8700/?x=1": "no user, query or fragment",
+}
+
+
+@pytest.mark.parametrize("url", sorted(BAD_SERVERS))
+@pytest.mark.parametrize("where", ["environment", "before", "after"])
+async def test_a_bad_server_url_is_one_line(tmp_path: Path, url: str, where: str) -> None:
+    """A courier URL with no or a bad scheme, a bad port or host is a one-line usage error
+    naming where it came from, before any network call, in CHANNEL_SERVER or --server."""
+    shell = Shell(tmp_path, "http://127.0.0.1:1")
+    if where == "environment":
+        result = await shell("inbox", "--as", DIRECTOR, CHANNEL_SERVER=url)
+    elif where == "before":
+        result = await shell("--server", url, "inbox", "--as", DIRECTOR)
+    else:
+        result = await shell("inbox", "--as", DIRECTOR, "--server", url)
+    assert_user_error(result, 2, BAD_SERVERS[url])
+    named = "CHANNEL_SERVER" if where == "environment" else "'--server'"
+    assert named in result.stderr
+
+
+async def test_global_options_are_taken_after_the_command(shell: Shell, tmp_path: Path) -> None:
+    """--server and --home work after the command (and in a group's subcommand), and there
+    override the environment."""
+    offline = Shell(tmp_path / "elsewhere", f"http://127.0.0.1:{free_port()}")
+    home = str(shell.home)
+    await offline.ok("keys", "new", DIRECTOR, "--home", home)
+    await offline.ok("register", DIRECTOR, "--server", shell.server, "--home", home)
+    listed = await offline.json("keys", "list", "--home", home)
+    assert [p["name"] for p in listed["parties"]] == [DIRECTOR]
+    assert [c["url"] for c in listed["couriers"]] == [shell.server]
+    assert not (tmp_path / "elsewhere").exists()
+
+
+async def test_usage_errors_are_one_line(shell: Shell) -> None:
+    """click's own usage errors (a missing option, an unknown command) are one line too."""
+    missing = await shell("send", "--as", DIRECTOR, "--text", BODY)
+    assert_user_error(missing, 2, "Missing option '--to'")
+    assert "send --help" in missing.stderr
+    assert_user_error(await shell("sned"), 2, "No such command 'sned'")
+
+
+def test_help_loads_no_command_and_names_each_as_its_docstring() -> None:
+    """`channel --help` imports no command module; each summary in the table is the first
+    sentence of the command's own docstring, so the two cannot drift apart."""
+    probe = (
+        "import sys\n"
+        "from channel.cli import cli\n"
+        "cli.main(['--help'], standalone_mode=False)\n"
+        "print(' '.join(sorted(sys.modules)))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=30, check=True
+    )
+    loaded = set(done.stdout.splitlines()[-1].split())
+    from channel.cli import COMMANDS, LazyGroup
+
+    commands = {target.partition(":")[0] for target, _ in COMMANDS.values()}
+    heavy = {"aiohttp", "redis", "pydantic", "rich", "structlog", "cryptography", "yaml"}
+    assert "channel.cli" in loaded
+    assert not loaded & (commands | heavy)
+
+    assert isinstance(cli, LazyGroup)
+    with cli.make_context("channel", ["inbox"]) as ctx:
+        for name, (_, summary) in COMMANDS.items():
+            command = cli.get_command(ctx, name)
+            assert command is not None
+            assert command.get_short_help_str(limit=1000) == summary, name
+
+
+def test_party_commands_never_import_the_courier() -> None:
+    """Loading every party command (and the session they share) imports neither the courier,
+    its store nor Redis."""
+    probe = (
+        "import sys\n"
+        "import channel.party.commands.keys, channel.party.commands.letters\n"
+        "import channel.party.commands.watch, channel.party.commands.verify\n"
+        "print(' '.join(sorted(sys.modules)))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=30, check=True
+    )
+    loaded = set(done.stdout.split())
+    assert "channel.party.commands.letters" in loaded
+    courier_side = {"courier", "store", "embedded", "settings", "server"}
+    assert not {m for m in loaded if m.startswith("channel.") and m.split(".")[1] in courier_side}
+    assert "redis" not in loaded
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["keys", "list"], ["keys", "list", "--json"], ["exercise", "list"], ["exercise", "schema"]],
+)
+def test_a_closed_stdout_ends_quietly(tmp_path: Path, args: list[str]) -> None:
+    """`channel ... | head`: when stdout's reader is gone, nothing is said on stderr."""
+    read, write = os.pipe()
+    os.close(read)  # the reader left before the first byte: every write fails with EPIPE
+    try:
+        done = subprocess.run(
+            [*CHANNEL, *args],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            env={**os.environ, "CHANNEL_HOME": str(tmp_path)},
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(write)
+    assert done.stderr == b""
+    assert done.returncode == 1
+
+
+def test_watch_json_keeps_stdout_for_json_when_the_stream_breaks(tmp_path: Path) -> None:
+    """`watch --json` against a courier that is gone: its reconnect log lines go to stderr and
+    stdout stays empty (no log line can corrupt the JSON stream)."""
+    home = tmp_path / "keyring"
+    gone = f"http://127.0.0.1:{free_port()}"
+    ring = Keyring(home)
+    ring.new(DIRECTOR)
+    ring.pin_courier(gone, bytes(32))  # pinned: the watch goes straight to the event stream
+    env = {**os.environ, "CHANNEL_HOME": str(home)}
+    with subprocess.Popen(
+        [*CHANNEL, "watch", "--as", DIRECTOR, "--json", "--server", gone],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+    ) as watcher:  # fmt: skip
+        try:
+            assert watcher.stderr is not None
+            first = watcher.stderr.readline()  # the first reconnect
+        finally:
+            watcher.send_signal(signal.SIGINT)
+            stdout, stderr = watcher.communicate(timeout=30)
+    assert b"event_stream_lost" in first, first + stderr
+    assert stdout == b""
+    assert watcher.returncode == 0
+
+
+def test_exercise_run_plays_on_the_courier_named_before_the_command(tmp_path: Path) -> None:
+    """`channel --server URL exercise run` plays on that courier, not an embedded one: a closed
+    port is ServerUnreachable naming it."""
+    closed = f"http://127.0.0.1:{free_port()}"
+    play = ["exercise", "run", "letter-to-soleimani", "--rehearse", "--no-live"]
+    done = subprocess.run(
+        [*CHANNEL, "--server", closed, *play, "--out", str(tmp_path / "run")],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == ServerUnreachable.exit_code, done.stderr
+    assert (
+        done.stderr.strip()
+        .splitlines()[-1]
+        .startswith(f"error: cannot reach the courier at {closed}")
+    )
+    assert not (tmp_path / "run" / "courier").exists()

@@ -130,3 +130,33 @@ def test_config_show_never_prints_the_redis_password(tmp_path: Path, url: str) -
         assert "***" in output
         assert PASSWORD not in output
     assert json.loads(outputs[1])["redis_url"].replace("***", PASSWORD) == url
+
+
+BAD_REDIS_URLS = {
+    "localhost:6379": "must start with redis://",
+    "http://db.example:6379": "must start with redis://",
+    f"redis://:{PASSWORD}@db.example:99999/0": "Port out of range",
+    "redis://[::1": "is not a URL",
+    "redis+cluster://a:6379,b:port": "is not a URL",
+    "redis://:6379/0": "names no host",
+    "unix://": "names no socket path",
+}
+
+
+@pytest.mark.parametrize("url", sorted(BAD_REDIS_URLS))
+def test_a_bad_redis_url_is_one_line_and_hides_the_password(url: str) -> None:
+    """A Redis URL with a bad scheme, host or port is refused in one line naming what is wrong,
+    by `config show`, `serve` and `admin invite` alike, and never shows the password."""
+    runner = CliRunner()
+    results = [
+        show(CHANNEL_REDIS_URL=url),
+        runner.invoke(cli, ["serve", "--redis", url, "--port", "0"], catch_exceptions=False),
+        runner.invoke(cli, ["admin", "invite", "ch.embassy", "--redis", url]),
+    ]
+    for result in results:
+        assert result.exit_code == BadRequest.exit_code, result.output
+        assert result.stdout == ""
+        (line,) = result.stderr.splitlines()
+        assert line.startswith("error: ")
+        assert BAD_REDIS_URLS[url] in line
+        assert PASSWORD not in result.output

@@ -3,13 +3,16 @@ file (`--config FILE` or `CHANNEL_CONFIG`) whose keys are the field names, then 
 
 from __future__ import annotations
 
+import os
+import stat
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import platformdirs
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import (
     BaseSettings,
     InitSettingsSource,
@@ -17,13 +20,37 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from channel.protocol.errors import BadRequest
+from channel.protocol.errors import BadRequest, Misconfigured
 
 DEFAULT_PORT = 8700
 
 
 def default_data_dir() -> Path:
     return Path(platformdirs.user_data_dir("backchannel")) / "courier"
+
+
+def private_dir(path: Path) -> Path:
+    """`path` as a directory only we can enter (0700): created so, or tightened if it exists.
+
+    The data dir holds the courier's signing key, the store's files and its socket's address; one
+    of ours left 0755 by hand or by an older version is tightened, not trusted as it is. One that
+    root provisioned for us (a Kubernetes emptyDir, a container volume) is the platform's to guard
+    and is used as it is; one owned by any other user is refused, since it cannot be made ours.
+    """
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    info = path.stat()
+    if not stat.S_ISDIR(info.st_mode):
+        raise Misconfigured(f"{path} is not a directory")
+    if info.st_uid not in (os.geteuid(), 0):
+        raise Misconfigured(
+            f"{path} belongs to another user (uid {info.st_uid}): use a directory of your own"
+        )
+    if info.st_uid == os.geteuid() and stat.S_IMODE(info.st_mode) != 0o700:
+        try:
+            path.chmod(0o700)
+        except OSError as exc:
+            raise Misconfigured(f"cannot make {path} private (0700): {exc.strerror}") from None
+    return path
 
 
 def redact_url(url: str) -> str:
@@ -39,6 +66,32 @@ def redact_url(url: str) -> str:
         for pair in parts.query.split("&")
     )
     return urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
+def redis_url_problem(url: str) -> str | None:
+    """What makes `url` no Redis URL (its scheme, host or port), checked before anything connects
+    so that a typo is one line naming it, with the password hidden; None if it is one."""
+    shown = redact_url(url)
+    try:
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        # redis+cluster:// lists its nodes: host:port,host:port (see store.py).
+        nodes = parts.netloc.rpartition("@")[2].split(",")
+        hosts = [urlsplit(f"//{node}") for node in nodes]
+        for host in hosts:
+            host.port  # noqa: B018  (raises for a port out of range or not a number)
+    except ValueError as exc:
+        return f"the Redis URL {shown} is not a URL: {exc}"
+    if scheme not in ("redis", "rediss", "unix", "redis+cluster"):
+        return (
+            f"the Redis URL {shown} must start with redis://, rediss://, unix:// or "
+            "redis+cluster://"
+        )
+    if scheme == "unix":
+        return None if parts.path else f"the Redis URL {shown} names no socket path"
+    if not all(host.hostname for host in hosts):
+        return f"the Redis URL {shown} names no host"
+    return None
 
 
 class Settings(BaseSettings):
@@ -78,6 +131,14 @@ class Settings(BaseSettings):
             return init_settings, env_settings, dotenv_settings, file_secret_settings
         from_file = InitSettingsSource(settings_cls, read_config_file(Path(path)))
         return init_settings, env_settings, from_file, dotenv_settings, file_secret_settings
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: SecretStr | None) -> SecretStr | None:
+        problem = value and redis_url_problem(value.get_secret_value())
+        if problem:
+            raise PydanticCustomError("redis_url", problem)
+        return value
 
     @property
     def rate_limited(self) -> bool:

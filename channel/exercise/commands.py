@@ -2,18 +2,23 @@
 
 Like the rest of the CLI, only click is imported at the top; everything else when a command
 runs. Scenario problems are printed one per line (`file:line: message`) before the one-line
-error, so a facilitator sees all of them at once.
+error, so a facilitator sees all of them at once. Every command that prints data takes --json
+and with it prints nothing else on stdout (the scenario schema is JSON already; MSEL sheets are
+CSV and YAML by nature).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
+from click.core import ParameterSource
 
+from channel.cli_options import SERVER_URL, echo_json, json_option
 from channel.protocol.errors import ChannelError
 
 if TYPE_CHECKING:
@@ -82,16 +87,24 @@ def exercise() -> None:
 
 
 @exercise.command("list")
-def list_scenarios() -> None:
+@json_option
+def list_scenarios(as_json: bool) -> None:
     """The bundled scenarios (run one by name)."""
     from channel.exercise.scenario import bundled_dir, load_scenario
 
-    for path in sorted(bundled_dir().glob("*.yaml")):
-        scenario = load_scenario(path).scenario
-        parties = _count(len(scenario.parties), "party", "parties")
-        click.echo(
-            f"{path.stem:<22} {scenario.title}  ({parties}, {len(scenario.injects)} injects)"
+    found = [(path.stem, load_scenario(path).scenario) for path in bundled_dir().glob("*.yaml")]
+    if as_json:
+        echo_json(
+            [
+                {"name": name, "title": s.title, "parties": len(s.parties)}
+                | {"injects": len(s.injects)}
+                for name, s in sorted(found)
+            ]
         )
+        return
+    for name, scenario in sorted(found):
+        parties = _count(len(scenario.parties), "party", "parties")
+        click.echo(f"{name:<22} {scenario.title}  ({parties}, {len(scenario.injects)} injects)")
 
 
 @exercise.command()
@@ -110,19 +123,30 @@ def schema(output: Path | None) -> None:
 
 @exercise.command()
 @click.argument("target", metavar="FILE|NAME")
-def lint(target: str) -> None:
+@json_option
+def lint(target: str, as_json: bool) -> None:
     """Check a scenario: every problem as file:line: message."""
     from channel.exercise.lint import lint as lint_source
 
     source = load(target)
     problems = lint_source(source)
-    for problem in problems:
-        click.echo(str(problem), err=True)
     errors = [p for p in problems if p.severity == "error"]
-    if errors:
-        raise ScenarioProblems(f"{target}: {_count(len(errors), 'problem')}")
     scenario = source.scenario
     expectations = len(scenario.expectations())
+    if as_json:
+        echo_json(
+            {"target": target, "ok": not errors, "title": scenario.title}
+            | {"parties": len(scenario.parties), "injects": len(scenario.injects)}
+            | {"expectations": expectations}
+            | {"problems": [dataclasses.asdict(p) for p in problems]}
+        )
+    else:
+        for problem in problems:
+            click.echo(str(problem), err=True)
+    if errors:
+        raise ScenarioProblems(f"{target}: {_count(len(errors), 'problem')}")
+    if as_json:
+        return
     click.echo(
         f"ok: {scenario.title}: {_count(len(scenario.parties), 'party', 'parties')}, "
         f"{_count(len(scenario.injects), 'inject')}, {_count(expectations, 'expectation')}"
@@ -131,7 +155,13 @@ def lint(target: str) -> None:
 
 @exercise.command()
 @click.argument("target", metavar="FILE|NAME")
-@click.option("--server", "server", metavar="URL", help="Play on this courier (default: embedded).")
+@click.option(
+    "--server",
+    "server",
+    type=SERVER_URL,
+    metavar="URL",
+    help="Play on this courier (default: embedded).",
+)
 @click.option("--speed", type=Speed(), help="max, or N× real time [max with bots only, else 1].")
 @click.option("--seed", type=int, default=1, show_default=True, help="Seed for every bot draw.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Run folder.")
@@ -145,6 +175,7 @@ def lint(target: str) -> None:
     multiple=True,
     help="Report formats to write [all].",
 )
+@click.option("--json", "as_json", is_flag=True, help="Print the run and its reports as JSON.")
 def run(
     target: str,
     server: str | None,
@@ -155,17 +186,19 @@ def run(
     humans: tuple[str, ...],
     no_live: bool,
     formats: tuple[str, ...],
+    as_json: bool,
 ) -> None:
     """Play a scenario through the courier and write the after-action report.
 
     Without --server an embedded courier and Redis start in the run folder. People play their
     seats with the normal CLI (the commands are printed at the start); control uses
-    `channel exercise control`.
+    `channel exercise control`. With --json, the progress goes to stderr and stdout carries
+    only the JSON.
     """
     source = load(target)
-    report = play_and_report(
+    out, reports = play_and_report(
         source,
-        server=server,
+        server=server or _given_before(click.get_current_context()),
         speed=speed,
         seed=seed,
         out=out,
@@ -173,8 +206,22 @@ def run(
         humans=humans,
         live=not no_live,
         formats=formats or FORMATS,
+        to_stderr=as_json,
     )
-    click.echo(f"report: {report}")
+    if as_json:
+        echo_json({"run": str(out), "reports": {name: str(p) for name, p in reports.items()}})
+        return
+    click.echo(f"report: {reports.get('html') or next(iter(reports.values()))}")
+
+
+def _given_before(ctx: click.Context) -> str | None:
+    """`channel --server URL exercise run ...` means this courier too; CHANNEL_SERVER alone
+    does not (it names the courier people use, not where an exercise should play)."""
+    root = ctx.find_root()
+    if root.get_parameter_source("server") is ParameterSource.COMMANDLINE:
+        given: str = root.params["server"]
+        return given
+    return None
 
 
 def play_and_report(
@@ -188,9 +235,13 @@ def play_and_report(
     humans: tuple[str, ...] = (),
     live: bool = True,
     formats: tuple[str, ...] = FORMATS,
-) -> Path:
-    """Run with the live view, write the reports; returns the main report's path."""
+    to_stderr: bool = False,
+) -> tuple[Path, dict[str, Path]]:
+    """Run with the live view (on stderr if `to_stderr`), write the reports; returns the run
+    folder and the reports written, by format."""
     import asyncio
+
+    from rich.console import Console as RichConsole
 
     from channel.exercise.live import LiveView
     from channel.exercise.play import RunOptions, default_out, play, seats_for
@@ -199,7 +250,7 @@ def play_and_report(
     from channel.party.timeline import make_console
 
     configure_logging("console", "error")  # the courier shares this process
-    console = make_console()
+    console = RichConsole(stderr=True, highlight=False) if to_stderr else make_console()
     if speed is None:
         # People play in real time unless the facilitator says otherwise; bots as fast as can be.
         seats = seats_for(source.scenario, rehearse=rehearse, humans=humans)
@@ -221,7 +272,7 @@ def play_and_report(
     reports = write_reports(played.log, played.out, formats)
     for name, path in reports.items():
         console.print(f"{name:>5}: {path}", highlight=False, soft_wrap=True)
-    return reports.get("html") or next(iter(reports.values()))
+    return played.out, reports
 
 
 def _announce(stage: Stage, console: Console) -> None:
@@ -262,7 +313,7 @@ def control(run_dir: Path | None, command: str, argument: str | None, as_json: b
         raise click.UsageError(f"{command} needs {needs[command]}")
     result = accepted(asyncio.run(send_command(run_dir or _latest_run(), command, argument)))
     if as_json:
-        click.echo(json.dumps(result, indent=2))
+        echo_json(result)
         return
     state = "paused" if result["paused"] else f"running at speed {result['speed']}"
     click.echo(f"{result['exercise']}  world {result['world']}  move {result['move']}  {state}")
@@ -292,6 +343,7 @@ def _latest_run() -> Path:
     show_default=True,
 )
 @click.option("--reply-to", metavar="LETTER_ID", help="The letter this answers.")
+@json_option
 def send(
     run_dir: Path,
     name: str,
@@ -300,6 +352,7 @@ def send(
     text: str,
     precedence: str,
     reply_to: str | None,
+    as_json: bool,
 ) -> None:
     """Send a letter in an escrow exercise: also sealed to the control cell's archive key."""
     import asyncio
@@ -310,29 +363,41 @@ def send(
     letter_id = asyncio.run(
         send_escrowed(run_dir, name, to, text, subject, Precedence(precedence), reply_to)
     )
+    if as_json:
+        echo_json({"id": letter_id, "sender": name, "recipient": to, "escrowed": True})
+        return
     click.echo(f"sent {letter_id} to {to} (escrowed for the control cell)")
 
 
 @exercise.command()
 @run_option
 @click.option("--as", "name", required=True, metavar="PARTY", help="The seat you played.")
-def release(run_dir: Path, name: str) -> None:
+@json_option
+def release(run_dir: Path, name: str, as_json: bool) -> None:
     """After a post_release exercise: publish the letters you opened into the run folder."""
     from channel.exercise.transcript import release as release_letters
 
     copied = release_letters(run_dir, name)
+    if as_json:
+        echo_json({"party": name, "released": [str(path) for path in copied]})
+        return
     click.echo(f"released {_count(len(copied), 'letter')} opened by {name}")
 
 
 @exercise.command("transcript")
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to FILE.")
-def transcript_command(run_dir: Path, output: Path | None) -> None:
+@json_option
+def transcript_command(run_dir: Path, output: Path | None, as_json: bool) -> None:
     """What the letters said (escrow: with the archive key; post_release: what was released),
     each content checked against the log and its sender's signature."""
     from channel.exercise.transcript import render, transcript
 
-    text = render(transcript(run_dir))
+    result = transcript(run_dir)
+    if as_json:
+        text = json.dumps(dataclasses.asdict(result), indent=2, ensure_ascii=False) + "\n"
+    else:
+        text = render(result)
     if output is None:
         click.echo(text, nl=False)
         return
@@ -343,17 +408,27 @@ def transcript_command(run_dir: Path, output: Path | None) -> None:
 @exercise.command()
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Replay folder.")
-def replay(run_dir: Path, out: Path | None) -> None:
+@json_option
+def replay(run_dir: Path, out: Path | None, as_json: bool) -> None:
     """Play a run again (same scenario copy, seed and seats) and compare the two event logs."""
     from channel.exercise.replay import replay_run
     from channel.logs import configure_logging
 
     configure_logging("console", "error")  # the courier shares this process
     result = replay_run(run_dir, out)
+    if as_json:
+        index, ours, theirs = result.divergence or (None, None, None)
+        echo_json(
+            {"identical": result.divergence is None, "records": result.records}
+            | {"out": str(result.out), "diverged_at": index, "original": ours, "replay": theirs}
+        )
     if result.divergence is not None:
         index, ours, theirs = result.divergence
-        click.echo(f"record {index}:\n  original: {ours}\n  replay:   {theirs}", err=True)
+        if not as_json:
+            click.echo(f"record {index}:\n  original: {ours}\n  replay:   {theirs}", err=True)
         raise ReplayDiverged(f"the replay differs from the original at record {index}")
+    if as_json:
+        return
     click.echo(f"identical: {result.records} records, replayed in {result.out}")
 
 
@@ -368,13 +443,17 @@ class ReplayDiverged(ChannelError):
 @click.argument("target", metavar="RUN_DIR|LOG", type=click.Path(exists=True, path_type=Path))
 @click.option("--format", "formats", type=click.Choice(FORMATS), multiple=True, help="[all]")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Write here.")
-def report(target: Path, formats: tuple[str, ...], out: Path | None) -> None:
+@json_option
+def report(target: Path, formats: tuple[str, ...], out: Path | None, as_json: bool) -> None:
     """(Re)make the after-action report from a run's event log."""
     from channel.exercise.eventlog import LOG_FILE
     from channel.exercise.report import write_reports
 
     log = target / LOG_FILE if target.is_dir() else target
     written = write_reports(log, out or log.parent, formats or FORMATS)
+    if as_json:
+        echo_json({name: str(path) for name, path in written.items()})
+        return
     for name, path in written.items():
         click.echo(f"{name:>5}: {path}")
 

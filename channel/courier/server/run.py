@@ -24,7 +24,7 @@ from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from channel.courier.embedded import EmbeddedRedis
-from channel.courier.settings import Settings
+from channel.courier.settings import Settings, private_dir
 from channel.logs import configure_logging
 from channel.protocol.errors import Misconfigured
 from channel.protocol.seal import fingerprint, raw_private, raw_public
@@ -60,7 +60,7 @@ def load_courier_key(data_dir: Path) -> Ed25519PrivateKey:
 
 def serve(settings: Settings) -> None:
     configure_logging(settings.log_format, settings.log_level)
-    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dir(settings.data_dir)
     if settings.workers > 1:
         prepare_metrics_dir(settings.data_dir)
     key = load_courier_key(settings.data_dir)

@@ -1,0 +1,48 @@
+"""How a party command acts: as one keyring party, against the configured courier."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, TypeVar
+
+import click
+
+from channel.cli_options import Config
+from channel.party.keyring import Keyring
+from channel.party.session import party_client
+from channel.protocol.names import check_party_name
+
+if TYPE_CHECKING:
+    from channel.party.client import Client
+    from channel.protocol.seal import PartyKeys
+
+T = TypeVar("T")
+
+as_option = click.option(
+    "--as", "name", required=True, metavar="NAME", help="The keyring party acting."
+)
+
+
+def identity(config: Config, name: str) -> tuple[Keyring, PartyKeys]:
+    """The keyring and the acting party's keys; refuses a bad name before any network call."""
+    check_party_name(name)
+    ring = Keyring(config.home)
+    return ring, ring.load(name)
+
+
+def act(config: Config, name: str, action: Callable[[Client, Keyring], Awaitable[T]]) -> T:
+    """Run one action as the keyring party `name` against the configured courier."""
+    ring, keys = identity(config, name)
+
+    async def session() -> T:
+        async with party_client(config.server, ring, keys) as client:
+            return await action(client, ring)
+
+    return asyncio.run(session())
+
+
+def terminal() -> bool:
+    """Is someone at stdin? (It may be closed altogether, as under some CI runners.)"""
+    return sys.stdin is not None and sys.stdin.isatty()

@@ -1,0 +1,318 @@
+"""A party's letters: register, send, inbox, outbox, open, return, withdraw, status, returned."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import click
+
+from channel.cli_options import DURATION, Config, dump, echo_json, json_option
+from channel.party.client import Client
+from channel.party.commands.acting import act, as_option, identity, terminal
+from channel.party.keyring import Keyring, sent_bytes
+from channel.party.session import party_client
+from channel.party.timeline import make_console, render_letters, render_status
+from channel.protocol.canonical import sha256_hex
+from channel.protocol.errors import IntegrityError
+from channel.protocol.models import (
+    LetterStatus,
+    OpenedLetter,
+    PartyRecord,
+    Precedence,
+    Receipt,
+    ReturnedLetter,
+    SealedLetter,
+    SignedContent,
+)
+from channel.protocol.names import check_letter_id, check_party_name
+from channel.protocol.seal import fingerprint
+
+PRECEDENCES = tuple(p.value for p in Precedence)
+
+
+@click.command()
+@click.argument("name")
+@click.option("--invite", metavar="TOKEN", help="A one-time invitation from the operator.")
+@json_option
+@click.pass_obj
+def register(config: Config, name: str, invite: str | None, as_json: bool) -> None:
+    """Register a keyring party with the courier.
+
+    Pins the courier's key in the keyring on first contact, and refuses a courier whose key
+    has changed since.
+    """
+    ring, party = identity(config, name)
+
+    async def session() -> PartyRecord:
+        async with party_client(config.server, ring, party, refresh_courier=True) as client:
+            return await client.register(invite)
+
+    record = asyncio.run(session())
+    courier = ring.courier(config.server)
+    assert courier is not None  # party_client pinned it
+    if as_json:
+        echo_json({**dump(record), "courier_fingerprint": fingerprint(courier)})
+        return
+    click.echo(f"registered {name} with the courier at {config.server}")
+    click.echo(f"  fingerprint  {record.fingerprint}")
+    click.echo(f"  courier key  {fingerprint(courier)} (pinned in your keyring)")
+
+
+@click.command()
+@as_option
+@click.option("--to", "to", required=True, metavar="NAME", help="The recipient.")
+@click.option("--subject", default="", help="Sealed inside, with the body.")
+@click.option("--file", "path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--text", help="The letter's body (else --file, else stdin).")
+@click.option("--expires", type=DURATION, default="7d", show_default=True, help="Deadline.")
+@click.option("--precedence", type=click.Choice(PRECEDENCES), default="routine", show_default=True)
+@click.option("--reply-to", metavar="ID", help="The letter this one answers.")
+@json_option
+@click.pass_obj
+def send(
+    config: Config,
+    name: str,
+    to: str,
+    subject: str,
+    path: Path | None,
+    text: str | None,
+    expires: timedelta,
+    precedence: str,
+    reply_to: str | None,
+    as_json: bool,
+) -> None:
+    """Seal a letter and hand it to the courier.
+
+    The body comes from --text, --file, or stdin (only when stdin is not a terminal). The sealed
+    letter, ciphertext only, is kept in the keyring so a returned letter can be compared.
+    """
+    check_party_name(to)
+    if reply_to:
+        check_letter_id(reply_to)
+    body = _letter_body(path, text)
+
+    kept: Path | None = None
+
+    async def send_as(client: Client, ring: Keyring) -> tuple[SealedLetter, Receipt]:
+        nonlocal kept
+        await ring.vouch(client, to)
+        sealed = await client.seal(
+            to,
+            body,
+            subject=subject,
+            precedence=Precedence(precedence),
+            expires_in=expires,
+            in_reply_to=reply_to,
+        )
+        # Kept before it leaves, so a letter that comes back can always be compared.
+        kept = ring.save_sent(name, sealed)
+        return sealed, await client.send_sealed(sealed)
+
+    sealed, receipt = act(config, name, send_as)
+    env = sealed.envelope
+    if as_json:
+        summary = {"id": env.id, "state": receipt.event.value, "sender": env.sender}
+        echo_json(
+            summary
+            | {"recipient": env.recipient, "envelope": dump(env), "receipt": dump(receipt)}
+            | {"sent_copy": str(kept)}
+        )
+        return
+    click.echo(f"sent letter {env.id} to {to} ({env.precedence.value}, deadline {env.expires_at})")
+    click.echo(f"  accepted by the courier at {receipt.at}: receipt 0 verified")
+    click.echo(f"  sealed copy kept in {kept}")
+
+
+def _letter_body(path: Path | None, text: str | None) -> str:
+    if path is not None and text is not None:
+        raise click.UsageError("give the letter with --file or --text, not both")
+    if path is not None:
+        try:
+            body = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise click.BadParameter("the file is not UTF-8 text", param_hint="--file") from None
+    elif text is not None:
+        body = text
+    else:
+        if sys.stdin is None or terminal():
+            raise click.UsageError("give the letter with --text, --file, or on stdin")
+        body = sys.stdin.read()
+    if not body.strip():
+        raise click.UsageError("the letter is empty")
+    return body
+
+
+@click.command()
+@as_option
+@json_option
+@click.pass_obj
+def inbox(config: Config, name: str, as_json: bool) -> None:
+    """Letters to you: envelopes only.
+
+    Listing hands the envelopes over: the courier records them as delivered.
+    """
+    letters = act(config, name, lambda client, ring: client.inbox())
+    if as_json:
+        echo_json([dump(letter) for letter in letters])
+        return
+    render_letters(make_console(), letters, box="inbox")
+
+
+@click.command()
+@as_option
+@json_option
+@click.pass_obj
+def outbox(config: Config, name: str, as_json: bool) -> None:
+    """Letters you sent, with their state."""
+    letters = act(config, name, lambda client, ring: client.outbox())
+    if as_json:
+        echo_json([dump(letter) for letter in letters])
+        return
+    render_letters(make_console(), letters, box="outbox")
+
+
+@click.command("open")
+@click.argument("letter_id", metavar="ID")
+@as_option
+@click.option(
+    "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write the body here."
+)
+@json_option
+@click.pass_obj
+def open_(config: Config, letter_id: str, name: str, output: Path | None, as_json: bool) -> None:
+    """Open a letter addressed to you.
+
+    Irreversible: your signed decision goes into the receipt the sender gets. The decrypted copy
+    is kept in the keyring (0600).
+    """
+    check_letter_id(letter_id)
+
+    async def open_as(client: Client, ring: Keyring) -> tuple[SignedContent, OpenedLetter]:
+        status = await client.status(letter_id)
+        # Pin (or check) the sender's keys before signing the decision to open.
+        await ring.vouch(client, status.envelope.sender)
+        return await client.open_letter(letter_id)
+
+    signed, opened = act(config, name, open_as)
+    kept = Keyring(config.home).save_received(name, signed)
+    content = signed.content
+    if output is not None:
+        output.write_text(content.body, encoding="utf-8")
+    if as_json:
+        echo_json(
+            dump(content) | {"receipts": [dump(r) for r in opened.receipts], "kept": str(kept)}
+        )
+        return
+    click.echo(f"From:    {content.sender} (signature verified)")
+    click.echo(f"To:      {content.recipient}")
+    click.echo(f"Sent:    {content.sent_at}")
+    click.echo(f"Subject: {content.subject}")
+    if output is not None:
+        click.echo(f"\n(the body was written to {output})")
+    else:
+        click.echo(f"\n{content.body}")
+
+
+@click.command("return")
+@click.argument("letter_id", metavar="ID")
+@as_option
+@click.option("--reason", help="Signed by you and shown to the sender.")
+@json_option
+@click.pass_obj
+def return_(config: Config, letter_id: str, name: str, reason: str | None, as_json: bool) -> None:
+    """Return a letter unopened (you sign the refusal)."""
+    check_letter_id(letter_id)
+    receipts = act(config, name, lambda client, ring: client.return_letter(letter_id, reason))
+    _show_receipts(letter_id, receipts, as_json, "returned unopened to its sender")
+
+
+@click.command()
+@click.argument("letter_id", metavar="ID")
+@as_option
+@json_option
+@click.pass_obj
+def withdraw(config: Config, letter_id: str, name: str, as_json: bool) -> None:
+    """Withdraw a letter you sent, if still undecided."""
+    check_letter_id(letter_id)
+
+    async def withdraw_as(client: Client, ring: Keyring) -> list[Receipt]:
+        return await client.withdraw_letter(letter_id)
+
+    receipts = act(config, name, withdraw_as)
+    _show_receipts(letter_id, receipts, as_json, "withdrawn")
+
+
+def _show_receipts(letter_id: str, receipts: list[Receipt], as_json: bool, what: str) -> None:
+    state = receipts[-1].event.value
+    if as_json:
+        echo_json({"id": letter_id, "state": state, "receipts": [dump(r) for r in receipts]})
+        return
+    click.echo(f"letter {letter_id} {what}; receipt chain verified:")
+    for receipt in receipts:
+        reason = f'  "{receipt.reason}"' if receipt.reason else ""
+        click.echo(f"  ✓ {receipt.seq} {receipt.event.value:<17} {receipt.at}{reason}")
+
+
+@click.command()
+@click.argument("letter_id", metavar="ID")
+@as_option
+@json_option
+@click.pass_obj
+def status(config: Config, letter_id: str, name: str, as_json: bool) -> None:
+    """A letter's state and verified receipts.
+
+    With --json, prints the LetterStatus document that `channel verify` checks offline.
+    """
+    check_letter_id(letter_id)
+
+    async def status_as(client: Client, ring: Keyring) -> LetterStatus:
+        letter = await client.verified_status(letter_id)
+        for party in (letter.envelope.sender, letter.envelope.recipient):
+            await ring.vouch(client, party)
+        return letter
+
+    letter = act(config, name, status_as)
+    if as_json:
+        click.echo(letter.model_dump_json(indent=2, exclude_none=True))
+        return
+    render_status(make_console(), letter)
+
+
+@click.command()
+@click.argument("letter_id", metavar="ID")
+@as_option
+@json_option
+@click.pass_obj
+def returned(config: Config, letter_id: str, name: str, as_json: bool) -> None:
+    """Prove a letter came back exactly as sent.
+
+    Fetches a returned, expired or withdrawn letter, verifies its receipts, and compares it
+    byte for byte with the copy kept when it was sent.
+    """
+    check_letter_id(letter_id)
+    sent = Keyring(config.home).load_sent(check_party_name(name), letter_id)
+
+    async def fetch_as(client: Client, ring: Keyring) -> ReturnedLetter:
+        back = await client.returned_letter(letter_id)
+        await ring.vouch(client, back.letter.envelope.recipient)
+        return back
+
+    back = act(config, name, fetch_as)
+    came_back = sent_bytes(back.letter)
+    if came_back != sent:
+        raise IntegrityError(
+            f"the letter the courier returned differs from the copy sent ({letter_id})"
+        )
+    if as_json:
+        echo_json(
+            {"id": letter_id, "state": back.state.value, "identical": True}
+            | {"sha256": sha256_hex(sent), "bytes": len(sent), "letter": dump(back.letter)}
+            | {"receipts": [dump(r) for r in back.receipts]}
+        )
+        return
+    click.echo(f"letter {letter_id} is back with {name}: {back.state.value}")
+    click.echo(f"  byte for byte the copy sent: sha256 {sha256_hex(sent)} ({len(sent)} bytes)")
+    click.echo(f"  receipt chain verified ({len(back.receipts)} receipts)")
