@@ -70,6 +70,19 @@ async def status_or_closed(reader: asyncio.StreamReader) -> int | None:
     return int(line.split()[1]) if line else None
 
 
+async def whole_answer(reader: asyncio.StreamReader) -> int:
+    """Read one answer, headers and body, leaving the connection ready for the next; its status."""
+    async with asyncio.timeout(WAIT):
+        status = int((await reader.readline()).split()[1])
+        length = 0
+        while (line := await reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        await reader.readexactly(length)
+    return status
+
+
 async def seconds_until_closed(reader: asyncio.StreamReader, started: float) -> float:
     """Read (and drop) whatever comes until the courier closes the connection; when that was."""
     try:
@@ -200,6 +213,21 @@ async def test_a_connection_answers_then_idles_and_is_closed(quick: str) -> None
     took = await seconds_until_closed(reader, started)
     writer.close()
     assert 1 <= took < WAIT
+
+
+async def test_a_busy_kept_alive_connection_stays_open(quick: str) -> None:
+    """Requests one after another on one connection, idle between them, keep it open past the
+    header timeout: it is the time to send one request that is limited, not the connection's."""
+    reader, writer = await open_raw(quick)
+    started = time.monotonic()
+    answered = 0
+    while time.monotonic() - started < 3:  # three header timeouts
+        writer.write(request_head("GET", b"/healthz", []))
+        assert await whole_answer(reader) == 200
+        answered += 1
+        await asyncio.sleep(0.3)
+    writer.close()
+    assert answered >= 5
 
 
 async def test_a_body_slower_than_the_floor_is_cut_off(

@@ -17,10 +17,12 @@ connection once per tick:
 
 Why a watchdog rather than a timer per connection in a RequestHandler subclass: aiohttp builds its
 RequestHandler inside web.Server with no hook to swap the class, and a scan a second costs nothing
-on the request path. It reads one aiohttp internal, the request a connection is handling
-(`RequestHandler._current_request`); tests/test_abuse.py proves each limit on a real socket, so an
-aiohttp upgrade that changes it fails there. Times count from when the watchdog first sees a state,
-so a limit is honoured within one tick (a quarter of the shortest limit, at most a second).
+on the request path. It reads two aiohttp internals of each connection, the request it is
+handling and how many it has read (`RequestHandler._current_request`, `_request_count`: a busy
+keep-alive connection may look idle at every tick, but its count moves); tests/test_abuse.py
+proves each limit on a real socket, so an aiohttp upgrade that changes them fails there. Times
+count from when the watchdog first sees a state, so a limit is honoured within one tick (a
+quarter of the shortest limit, at most a second).
 
 A body cut off makes the handler's read raise ConnectionResetError, which `problems` (app.py)
 answers like any client that hung up: logged at info, counted with status 499, never a 500.
@@ -57,10 +59,15 @@ _MAX_TICK = 1.0
 
 @dataclass(frozen=True)
 class _Seen:
-    """What a connection was doing when the watchdog looked, and since when."""
+    """What a connection was doing when the watchdog looked (the request it was handling, if any,
+    and how many it had read), and since when."""
 
     request: web.BaseRequest | None
+    count: int
     since: float
+
+    def same(self, request: web.BaseRequest | None, count: int) -> bool:
+        return self.request is request and self.count == count
 
 
 def tick(settings: Settings) -> float:
@@ -132,10 +139,10 @@ class GuardedRunner(web.AppRunner):
         for connection in server.connections:
             if connection.transport is None:  # closed already, its handler finishing
                 continue
-            request = connection._current_request
+            request, count = connection._current_request, connection._request_count
             before = self._seen.get(connection)
-            since = before.since if before is not None and before.request is request else now
-            seen[connection] = _Seen(request, since)
+            since = before.since if before is not None and before.same(request, count) else now
+            seen[connection] = _Seen(request, count, since)
             elapsed = now - since
             if request is None:
                 if elapsed >= self._settings.header_timeout:
