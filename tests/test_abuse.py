@@ -11,11 +11,15 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import re
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -24,8 +28,10 @@ import pytest
 import redis.asyncio as aioredis
 from structlog.testing import capture_logs
 
+from channel.embedded import EmbeddedRedis
 from channel.seal import PartyKeys
 from channel.server.connections import RATE_GRACE, tick
+from channel.server.run import courier_in_process
 from channel.settings import Settings
 from tests.conftest import (
     CourierFactory,
@@ -219,6 +225,48 @@ async def test_silent_connections_are_closed_after_the_header_timeout(
     assert entry["phase"] == "headers"
     assert entry["log_level"] == "info"
     assert len([entry for entry in logs if entry["event"] == "slow_client_cut_off"]) == 100
+
+
+@pytest.fixture
+def served(redis: aioredis.Redis, redis_server: EmbeddedRedis, tmp_path: Path) -> Iterator[str]:
+    """`channel serve` in its own process with a one-second header timeout; yields its URL."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CHANNEL_", "PROMETHEUS_"))}
+    env |= {"CHANNEL_HEADER_TIMEOUT": "1", "CHANNEL_REDIS_URL": redis_server.url}
+    command = [sys.executable, "-m", "channel", "serve", "--port", "0", "--data-dir", "data"]
+    with (tmp_path / "courier.log").open("w") as log:
+        process = subprocess.Popen(
+            command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=log, text=True, env=env
+        )
+    assert process.stdout is not None
+    try:
+        ready = re.search(r"Courier ready at (\S+)", process.stdout.readline())
+        assert ready is not None, (tmp_path / "courier.log").read_text()
+        yield ready.group(1)
+    finally:
+        process.terminate()
+        process.wait(timeout=WAIT)
+        process.stdout.close()
+
+
+async def test_channel_serve_closes_a_silent_connection(served: str) -> None:
+    """`channel serve` itself cuts off slow clients: a silent connection is closed in time."""
+    started = time.monotonic()
+    reader, writer = await open_raw(served)
+    took = await seconds_until_closed(reader, started)
+    writer.close()
+    assert 1 <= took < WAIT
+
+
+async def test_an_in_process_courier_closes_a_silent_connection(
+    redis: aioredis.Redis, redis_server: EmbeddedRedis, tmp_path: Path
+) -> None:
+    """The courier the demo and exercises host in-process cuts off slow clients too."""
+    async with courier_in_process(tmp_path, redis_server.url, header_timeout=1) as url:
+        started = time.monotonic()
+        reader, writer = await open_raw(url)
+        took = await seconds_until_closed(reader, started)
+        writer.close()
+    assert 1 <= took < WAIT
 
 
 async def test_headers_sent_a_byte_at_a_time_are_cut_off(
