@@ -125,12 +125,12 @@ class GuardedRunner(web.AppRunner):
         while True:
             await asyncio.sleep(tick(self._settings))
             try:
-                self.check(loop.time())
+                self._check(loop.time())
             except Exception:
                 # Slow clients must keep being cut off whatever one look ran into.
                 log.exception("watchdog_failed")
 
-    def check(self, now: float) -> None:
+    def _check(self, now: float) -> None:
         """Look at every open connection once; close those that are too slow."""
         server = self.server
         if server is None:
