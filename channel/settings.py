@@ -61,7 +61,7 @@ class Settings(BaseSettings):
     # Per-party token bucket on signed requests: refill per second and capacity. 0 turns it off.
     rate_limit_per_second: float = Field(50, ge=0)
     rate_limit_burst: int = Field(100, ge=0)
-    # Slow clients are cut off (channel/server/timeouts.py). A connection has header_timeout
+    # Slow clients are cut off (channel/server/connections.py). A connection has header_timeout
     # seconds, from opening or from its last answer, to send a request's complete headers; a body
     # must arrive within body_timeout seconds of its headers and, after its first 5 seconds, at
     # body_min_rate bytes a second on average (0: no floor).
