@@ -110,6 +110,19 @@ async def whole_answer_until_closed(reader: asyncio.StreamReader) -> Answer:
     return Answer(int(head.split()[1]), head, body)
 
 
+async def still_open(reader: asyncio.StreamReader) -> bool:
+    """Whether the connection is open: what has come so far is read, and then nothing ends it."""
+    try:
+        for _ in range(100):
+            if not await asyncio.wait_for(reader.read(65536), 0.5):
+                return False
+    except TimeoutError:
+        return True
+    except ConnectionError:
+        return False
+    raise AssertionError("the courier keeps sending")
+
+
 async def seconds_until_closed(reader: asyncio.StreamReader, started: float) -> float:
     """Read (and drop) whatever comes until the courier closes the connection; when that was."""
     try:
@@ -304,6 +317,22 @@ async def test_a_busy_kept_alive_connection_stays_open(start_courier: CourierFac
         await asyncio.sleep(0.25)
     writer.close()
     assert answered >= 5
+
+
+async def test_a_live_event_stream_outlasts_the_header_timeout(
+    quick: str, party: PartyFactory
+) -> None:
+    """An event stream is a request being answered, not an idle connection: it stays open."""
+    who = identity(await party("ir.irgc.quds"))
+    headers = signed_headers(who, "GET", f"{quick}/v1/events")
+    reader, writer = await open_raw(quick)
+    writer.write(
+        request_head("GET", b"/v1/events", [(k.encode(), v.encode()) for k, v in headers.items()])
+    )
+    assert await status_or_closed(reader) == 200
+    await asyncio.sleep(3)  # three header timeouts
+    assert await still_open(reader)
+    writer.close()
 
 
 async def test_a_body_slower_than_the_floor_is_cut_off(
