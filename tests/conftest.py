@@ -22,6 +22,7 @@ from multidict import CIMultiDict
 
 from channel.courier.embedded import EmbeddedRedis
 from channel.courier.server.app import create_app
+from channel.courier.server.connections import GuardedRunner
 from channel.courier.service import Courier
 from channel.courier.settings import Settings
 from channel.courier.store import Store
@@ -74,7 +75,7 @@ async def couriers(
         options = {"open_registration": True, "data_dir": data_dir, "port": 0}
         options |= defaults | overrides
         app = create_app(Settings(**options), redis_url, key)  # type: ignore[arg-type]
-        runner = web.AppRunner(app, access_log=None)
+        runner = GuardedRunner(app, access_log=None)  # as `channel serve`: slow clients cut off
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", 0).start()
         runners.append(runner)

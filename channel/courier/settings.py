@@ -114,6 +114,13 @@ class Settings(BaseSettings):
     # Per-party token bucket on signed requests: refill per second and capacity. 0 turns it off.
     rate_limit_per_second: float = Field(50, ge=0)
     rate_limit_burst: int = Field(100, ge=0)
+    # Slow clients are cut off (courier/server/connections.py). A connection has header_timeout
+    # seconds, from opening or from its last answer, to send a request's complete headers; a body
+    # must arrive within body_timeout seconds of its headers and, after its first 5 seconds, at
+    # body_min_rate bytes a second on average (0: no floor).
+    header_timeout: float = Field(20, gt=0)
+    body_timeout: float = Field(60, gt=0)
+    body_min_rate: int = Field(1024, ge=0)
     # The TOML file the settings above were read from, if any (env CHANNEL_CONFIG).
     config: Path | None = None
 

@@ -207,14 +207,24 @@ async def problems(
         response = _problem(NotFound(f"no such path: {request.path}"), request)
     except web.HTTPException as exc:
         response = _problem(BadRequest(exc.reason), request) if exc.status >= 400 else exc
-    except Exception:
-        log.exception("unhandled_error", path=request.path)
-        response = _problem(
-            ChannelError("the courier failed; the request id is in its logs"), request
-        )
+    except Exception as exc:
+        if isinstance(exc, ConnectionError) and _client_gone(request):
+            # The client hung up mid-request, or was cut off as too slow: nothing failed here and
+            # nothing can be answered. The status only labels the request in the metrics.
+            log.info("client_disconnected", path=request.path)
+            response = web.Response(status=metrics.CLIENT_CLOSED)
+        else:
+            log.exception("unhandled_error", path=request.path)
+            response = _problem(
+                ChannelError("the courier failed; the request id is in its logs"), request
+            )
     response.headers["X-Request-Id"] = request_id
     log.debug("request", method=request.method, path=request.path, status=response.status)
     return response
+
+
+def _client_gone(request: web.Request) -> bool:
+    return request.transport is None or request.transport.is_closing()
 
 
 def _problem(exc: ChannelError, request: web.Request) -> web.Response:

@@ -33,6 +33,9 @@ MULTIPROCESS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # prometheus_client chose its value store when first imported, by this same variable.
 MULTIPROCESS = bool(os.environ.get(MULTIPROCESS_DIR_ENV))
 UNMATCHED = "unmatched"  # the route label of a request that matched no route
+# The status label of a request whose client hung up (or was cut off as too slow) before its
+# answer: nginx's "client closed request". Never sent; it keeps such requests apart from the 5xx.
+CLIENT_CLOSED = 499
 
 LETTER_EVENTS = Counter(
     "backchannel_letter_events",
@@ -56,8 +59,16 @@ REDIS_ERRORS = Counter(
     ["error"],
 )
 
+SLOW_CLIENTS = Counter(
+    "backchannel_slow_clients_cut_off",
+    "Connections the courier closed because the client was too slow, by phase (headers or body)",
+    ["phase"],
+)
+
 for _state in State:
     LETTER_EVENTS.labels(_state.value)  # every event shows, at 0, from the start
+for _phase in ("headers", "body"):
+    SLOW_CLIENTS.labels(_phase)
 
 
 def count_event(event: State) -> None:
@@ -68,6 +79,11 @@ def count_event(event: State) -> None:
 def count_redis_error(exc: Exception) -> None:
     """One Redis failure (the store's `on_failure` hook)."""
     REDIS_ERRORS.labels(type(exc).__name__).inc()
+
+
+def count_slow_client(phase: str) -> None:
+    """One connection closed by the slow-client watchdog (channel.courier.server.connections)."""
+    SLOW_CLIENTS.labels(phase).inc()
 
 
 def stream_opened() -> None:

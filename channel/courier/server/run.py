@@ -115,9 +115,10 @@ async def _run(
     settings: Settings, redis_url: str, key: Ed25519PrivateKey, *, announce: bool, sweeper: bool
 ) -> None:
     from channel.courier.server.app import create_app  # only now: see prepare_metrics_dir
+    from channel.courier.server.connections import GuardedRunner
 
     app = create_app(settings, redis_url, key, sweeper=sweeper)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=10)
+    runner = GuardedRunner(app, access_log=None, handle_signals=False, shutdown_timeout=10)
     await runner.setup()
     site = web.TCPSite(
         runner, settings.host, settings.port, reuse_port=settings.workers > 1, backlog=1024
@@ -146,10 +147,11 @@ async def courier_in_process(data_dir: Path, redis_url: str, **settings: Any) ->
     Yields its base URL. The same app as `channel serve`, with open registration by default.
     """
     from channel.courier.server.app import create_app
+    from channel.courier.server.connections import GuardedRunner
 
     options: dict[str, Any] = {"open_registration": True, "directory": None} | settings
     app = create_app(Settings(data_dir=data_dir, **options), redis_url, load_courier_key(data_dir))
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5)
+    runner = GuardedRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5)
     await runner.setup()
     try:
         await web.TCPSite(runner, "127.0.0.1", 0).start()
