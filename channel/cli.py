@@ -105,6 +105,24 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON i
 as_option = click.option(
     "--as", "name", required=True, metavar="NAME", help="The keyring party acting."
 )
+
+
+def page_options(command: Callable[..., None]) -> Callable[..., None]:
+    """`--limit` and `--before`: one page of a listing, newest first."""
+    command = click.option(
+        "--before",
+        metavar="LETTER_ID",
+        help="Page on: list the letters after this one (the last id of the previous page).",
+    )(command)
+    return click.option(
+        "--limit",
+        type=click.IntRange(1, 500),
+        default=100,
+        show_default=True,
+        help="How many letters to list at most.",
+    )(command)
+
+
 config_file_option = click.option(
     "--config",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -605,14 +623,15 @@ def _letter_body(path: Path | None, text: str | None) -> str:
 @as_option
 @json_option
 @click.pass_obj
-def inbox(config: Config, name: str, as_json: bool) -> None:
+@page_options
+def inbox(config: Config, name: str, as_json: bool, limit: int, before: str | None) -> None:
     """Letters to you: envelopes only.
 
     Listing hands the envelopes over: the courier records them as delivered.
     """
     from channel.timeline import make_console, render_letters
 
-    letters = act(config, name, lambda client, ring: client.inbox())
+    letters = act(config, name, lambda client, ring: client.inbox(limit, before))
     if as_json:
         echo_json([dump(letter) for letter in letters])
         return
@@ -623,11 +642,12 @@ def inbox(config: Config, name: str, as_json: bool) -> None:
 @as_option
 @json_option
 @click.pass_obj
-def outbox(config: Config, name: str, as_json: bool) -> None:
+@page_options
+def outbox(config: Config, name: str, as_json: bool, limit: int, before: str | None) -> None:
     """Letters you sent, with their state."""
     from channel.timeline import make_console, render_letters
 
-    letters = act(config, name, lambda client, ring: client.outbox())
+    letters = act(config, name, lambda client, ring: client.outbox(limit, before))
     if as_json:
         echo_json([dump(letter) for letter in letters])
         return

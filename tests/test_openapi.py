@@ -58,10 +58,12 @@ async def test_every_route_is_documented(served: dict[str, Any]) -> None:
     for route in ROUTES:
         operation = served["paths"][route.path][route.method.lower()]
         assert str(route.status) in operation["responses"]
-        assert bool(operation["security"]) is route.signed
+        assert bool(operation["security"]) is (route.signed or route.self_signed)
         assert ("requestBody" in operation) is (route.request is not None)
         params = {p["name"] for p in operation.get("parameters", []) if p["in"] == "path"}
         assert params == set(re.findall(r"\{(\w+)\}", route.path))
+        query = {p["name"] for p in operation.get("parameters", []) if p["in"] == "query"}
+        assert query == {param.name for param in route.query}
 
 
 def test_api_markdown_is_up_to_date() -> None:

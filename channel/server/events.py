@@ -20,6 +20,7 @@ from channel.courier import Courier
 from channel.errors import StoreUnavailable
 from channel.httpsig import RequestView
 from channel.server import limits, metrics
+from channel.server.routes import AFTER, check_query
 
 log = structlog.get_logger("channel.events")
 
@@ -33,6 +34,7 @@ PING_SECONDS = 15.0
 async def events_endpoint(request: web.Request) -> web.StreamResponse:
     from channel.server.app import COURIER, SETTINGS
 
+    check_query(request.query, (AFTER,))
     courier: Courier = request.app[COURIER]
     view = RequestView(request.method, f"http://courier{request.raw_path}", dict(request.headers))
     signed = await courier.authenticate(view, b"")
