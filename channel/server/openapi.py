@@ -224,7 +224,6 @@ def _query(param: Param) -> dict[str, Any]:
 
 def _events_operation() -> dict[str, Any]:
     """The live event stream: Server-Sent Events, so it is described here, not in the table."""
-    problem = {"application/problem+json": {"schema": {"$ref": _REF.format(model="Problem")}}}
     return {
         "operationId": "events",
         "summary": (
@@ -250,18 +249,16 @@ def _events_operation() -> dict[str, Any]:
                     "text/event-stream": {"schema": {"$ref": _REF.format(model="LiveEvent")}}
                 },
             },
-            "400": {"description": "Problem: `bad_request`", "content": problem},
-            "401": {
-                "description": "Problem: `unauthenticated`, `replayed`, `unknown_party`",
-                "content": problem,
-            },
-            "429": {"description": "Problem: `rate_limited`", "content": problem},
+            **_problems([*ALWAYS, *SIGNED]),
         },
     }
 
 
 def _error_responses(route: Route) -> dict[str, Any]:
-    errors: list[type[ChannelError]] = [*ALWAYS, *(SIGNED if route.signed else ()), *route.errors]
+    return _problems([*ALWAYS, *(SIGNED if route.signed else ()), *route.errors])
+
+
+def _problems(errors: list[type[ChannelError]]) -> dict[str, Any]:
     by_status: dict[int, list[str]] = {}
     for error in errors:
         by_status.setdefault(error.status, []).append(error.code)
