@@ -13,6 +13,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from openapi_schema_validator import OAS31Validator
 from openapi_spec_validator import validate
+from structlog.testing import capture_logs
 
 from channel.client import Client
 from channel.httpsig import COVERED
@@ -26,6 +27,8 @@ from tests.conftest import (
     CourierFactory,
     PartyFactory,
     Reply,
+    couriers,
+    free_port,
     identity,
     raw_call,
     signed_call,
@@ -261,3 +264,25 @@ def test_base64_fields_publish_their_decoded_size() -> None:
     assert ciphertext["x-decoded-bytes"] == {"minimum": 1, "maximum": MAX_CIPHERTEXT_WIRE}
     text = json.dumps(schemas)
     assert text.count('"contentEncoding": "base64"') == text.count('"pattern": "^(?:[A-Za-z0-9+/]')
+
+
+async def test_a_store_outage_is_a_documented_503_with_retry_after(
+    courier_key: Ed25519PrivateKey, tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    """With Redis unreachable, a party lookup and a signed call answer 503 store_unavailable with
+    Retry-After, as the document lists for them (the Problem schema included)."""
+    document = openapi_document()
+    dead = f"redis://127.0.0.1:{free_port()}"
+    keys = PartyKeys.generate("gb.fco.desk")
+    with capture_logs():
+        async with couriers(dead, courier_key, tmp_path) as start:
+            base = await start()
+            lookup = await raw_call(http, "GET", f"{base}/v1/parties/gb.fco.desk")
+            inbox = await signed_call(http, keys, "GET", f"{base}/v1/inbox")
+    for path, reply in (("/v1/parties/{name}", lookup), ("/v1/inbox", inbox)):
+        assert (reply.status, reply.json()["code"]) == (503, "store_unavailable")
+        assert _documents(document, "GET", path, reply)
+        documented = document["paths"][path]["get"]["responses"]["503"]["headers"]
+        assert "Retry-After" in documented
+        assert int(reply.headers["Retry-After"]) >= 1
+        _validator(document, "Problem").validate(reply.json())

@@ -33,7 +33,17 @@ _PROBLEM = {
         "code": {"type": "string"},
         "detail": {"type": "string"},
         "instance": {"type": "string"},
+        "retry_after_ms": {"type": "integer", "description": "`rate_limited`: when to retry"},
+        "max_bytes": {"type": "integer", "description": "`payload_too_large`: the limit"},
     },
+}
+# Statuses whose answers always say when to try again.
+_RETRY_AFTER = {
+    "Retry-After": {
+        "required": True,
+        "description": "Seconds to wait before trying again",
+        "schema": {"type": "integer", "minimum": 1},
+    }
 }
 
 
@@ -262,15 +272,17 @@ def _problems(errors: list[type[ChannelError]]) -> dict[str, Any]:
     by_status: dict[int, list[str]] = {}
     for error in errors:
         by_status.setdefault(error.status, []).append(error.code)
-    return {
-        str(status): {
+    responses: dict[str, Any] = {}
+    for status, codes in sorted(by_status.items()):
+        responses[str(status)] = {
             "description": "Problem: " + ", ".join(f"`{c}`" for c in sorted(set(codes))),
             "content": {
                 "application/problem+json": {"schema": {"$ref": _REF.format(model="Problem")}}
             },
         }
-        for status, codes in sorted(by_status.items())
-    }
+        if status in (429, 503):
+            responses[str(status)]["headers"] = _RETRY_AFTER
+    return responses
 
 
 def _body(model: str, description: str) -> dict[str, Any]:

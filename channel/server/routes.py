@@ -29,6 +29,7 @@ from channel.errors import (
     RateLimited,
     RegistrationClosed,
     Replayed,
+    StoreUnavailable,
     Unauthenticated,
     UnknownLetter,
     UnknownParty,
@@ -244,7 +245,14 @@ ROUTES: tuple[Route, ...] = (
         signed=False,
         self_signed=True,
         status=201,
-        errors=(InvalidName, RegistrationClosed, NameTaken, Unauthenticated, Replayed),
+        errors=(
+            InvalidName,
+            RegistrationClosed,
+            NameTaken,
+            Unauthenticated,
+            Replayed,
+            StoreUnavailable,
+        ),
     ),
     Route(
         "GET",
@@ -253,7 +261,7 @@ ROUTES: tuple[Route, ...] = (
         "A party's public keys and fingerprint",
         PartyRecord,
         signed=False,
-        errors=(UnknownParty, InvalidName),
+        errors=(UnknownParty, InvalidName, StoreUnavailable),
     ),
     Route(
         "POST",
@@ -330,4 +338,10 @@ ROUTES: tuple[Route, ...] = (
 
 # Errors every route may answer with, and those every signed route may answer with.
 ALWAYS: tuple[type[ChannelError], ...] = (BadRequest, PayloadTooLarge)
-SIGNED: tuple[type[ChannelError], ...] = (Unauthenticated, Replayed, UnknownParty, RateLimited)
+SIGNED: tuple[type[ChannelError], ...] = (
+    Unauthenticated,
+    Replayed,
+    UnknownParty,
+    RateLimited,
+    StoreUnavailable,
+)
