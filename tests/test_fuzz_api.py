@@ -90,9 +90,9 @@ class Signer(AuthBase):
         self.rekey_registration = rekey_registration
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        body = request.body or b""
-        if isinstance(body, str):
-            body = body.encode()
+        sent = request.body or b""
+        assert isinstance(sent, str | bytes)  # schemathesis sends JSON bodies whole, never streams
+        body = sent.encode() if isinstance(sent, str) else sent
         signer = self.party
         if self.rekey_registration and urlsplit(request.url).path == "/v1/parties":
             payload = json.loads(body)
@@ -141,12 +141,12 @@ class Fuzzer:
             phases=[Phase.explicit, Phase.generate],
             suppress_health_check=list(HealthCheck),
         )
-        def run(case: Case) -> None:
+        def run(case: Case[Any]) -> None:
             self.case(case, operation.label, mode)
 
         run()
 
-    def case(self, case: Case, label: str, mode: GenerationMode) -> None:
+    def case(self, case: Case[Any], label: str, mode: GenerationMode) -> None:
         auth = None
         # A schema-invalid header is the `Signature` security header left out: send it unsigned.
         unsigned = case.meta is not None and case.meta.is_negative_at(HEADER)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from channel.canonical import now_utc
 from channel.cli import cli
 from channel.client import Client
 from channel.errors import InvalidName, UnknownLetter
+from channel.models import LetterSummary
 from channel.names import new_letter_id
 from channel.seal import seal_letter
 from tests.conftest import PROBLEM_FIELDS, identity, raw_call, signed_call
@@ -47,9 +49,10 @@ async def send_many(
     return [row.id for row in await director.outbox(limit=500)]
 
 
-async def pages(list_page: object, size: int) -> list[list[str]]:
+async def pages(
+    list_page: Callable[..., Awaitable[list[LetterSummary]]], size: int
+) -> list[list[str]]:
     """Every page of a listing, following `before` from the last id of each page."""
-    assert callable(list_page)
     found: list[list[str]] = []
     before = None
     while True:
