@@ -26,7 +26,15 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from channel.protocol import httpsig, lifecycle, names, seal
 from channel.protocol.canonical import ZERO_HASH, format_time, millis, sha256_hex
 from channel.protocol.lifecycle import State
-from channel.protocol.models import Precedence, Receipt, ReturnRequest, SealedLetter, SignedContent
+from channel.protocol.models import (
+    OpenRequest,
+    Precedence,
+    Receipt,
+    RegisterRequest,
+    ReturnRequest,
+    SealedLetter,
+    SignedContent,
+)
 from channel.protocol.seal import PartyKeys, party_fingerprint, raw_private, raw_public
 
 VECTORS = Path(__file__).resolve().parent / "vectors.json"
@@ -225,26 +233,48 @@ def request_record(recipient: PartyKeys, letter: SealedLetter) -> dict[str, Any]
     decision_sig = decision_signature(recipient, letter)
     body = ReturnRequest(reason=REASON, signature=decision_sig).signable()
     path = f"/v1/letters/{letter.envelope.id}/return"
-    nonce = seed("request nonce").hex()[:32]
+    return signed_request(recipient, "POST", path, body, RETURNED_AT, "request nonce")
+
+
+def more_requests(
+    sender: PartyKeys, recipient: PartyKeys, letter: SealedLetter
+) -> dict[str, dict[str, Any]]:
+    """A GET with an empty body, a GET with a query string, and a registration (signed with the
+    key it registers, `keyid` the name it registers)."""
+    letter_path = f"/v1/letters/{letter.envelope.id}"
+    register = RegisterRequest(**sender.public().model_dump()).signable()
+    return {
+        "status": signed_request(sender, "GET", letter_path, b"", ACCEPTED_AT, "status nonce"),
+        "inbox_page": signed_request(
+            recipient,
+            "GET",
+            f"/v1/inbox?limit=10&before={letter.envelope.id}",
+            b"",
+            RETURNED_AT,
+            "inbox nonce",
+        ),
+        "register": signed_request(sender, "POST", "/v1/parties", register, SENT_AT, "reg nonce"),
+    }
+
+
+def signed_request(
+    keys: PartyKeys, method: str, target: str, body: bytes, moment: datetime, nonce_label: str
+) -> dict[str, Any]:
+    """One request signed by `keys` at `moment` with a nonce derived from `nonce_label`."""
+    nonce = seed(nonce_label).hex()[:32]
     headers = httpsig.sign_request(
-        recipient.name,
-        recipient.signing,
-        "POST",
-        COURIER_URL + path,
-        body,
-        created=RETURNED_AT,
-        nonce=nonce,
+        keys.name, keys.signing, method, COURIER_URL + target, body, created=moment, nonce=nonce
     )
-    base = signature_base("POST", path, headers)
+    base = signature_base(method, target, headers)
     signature = _signature_bytes(headers["Signature"])
     # Refuse to write a vector whose documented signature base is not what was really signed.
-    Ed25519PublicKey.from_public_bytes(recipient.public().signing_key).verify(signature, base)
+    Ed25519PublicKey.from_public_bytes(keys.public().signing_key).verify(signature, base)
     return {
-        "party": recipient.name,
-        "method": "POST",
-        "url": COURIER_URL + path,
+        "party": keys.name,
+        "method": method,
+        "url": COURIER_URL + target,
         "body": text_record(body),
-        "created": int(RETURNED_AT.timestamp()),
+        "created": int(moment.timestamp()),
         "nonce": nonce,
         "headers": headers,
         "signature_base": base.decode("ascii"),
@@ -252,17 +282,29 @@ def request_record(recipient: PartyKeys, letter: SealedLetter) -> dict[str, Any]
     }
 
 
-def signature_base(method: str, path: str, headers: dict[str, str]) -> bytes:
-    """The RFC 9421 signature base as docs/protocol.md describes it (URLs without a query)."""
+def signature_base(method: str, target: str, headers: dict[str, str]) -> bytes:
+    """The RFC 9421 signature base as docs/protocol.md section 8 describes it."""
+    path, _, query = target.partition("?")
     params = headers["Signature-Input"].removeprefix(f"{httpsig.LABEL}=")
     lines = [
         f'"@method": {method}',
         f'"@path": {path}',
-        '"@query": ?',
+        f'"@query": ?{query}',
         f'"content-digest": {headers["Content-Digest"]}',
         f'"@signature-params": {params}',
     ]
     return "\n".join(lines).encode("ascii")
+
+
+def opened_record(recipient: PartyKeys, letter: SealedLetter) -> dict[str, Any]:
+    """The `opened` decision the recipient would sign to open the letter instead."""
+    decision = seal.decision_for(State.OPENED, letter.envelope)
+    signature = seal.sign_decision(recipient, decision)
+    return {
+        "decision": text_record(decision.signable()),
+        "recipient_signature_hex": signature.hex(),
+        "open_body": text_record(OpenRequest(signature=signature).signable()),
+    }
 
 
 def _signature_bytes(header: str) -> bytes:
@@ -302,6 +344,8 @@ def build(kept_ciphertext: bytes | None) -> dict[str, Any]:
             receipt_record(r, decision if r.recipient_signature else None) for r in receipts
         ],
         "request": request_record(recipient, letter),
+        "requests": more_requests(sender, recipient, letter),
+        "opened": opened_record(recipient, letter),
     }
 
 

@@ -176,6 +176,7 @@ async def test_every_script_call_touches_one_slot(
     returned, _ = await director.send_letter(QUDS, "return me")
     withdrawn, _ = await director.send_letter(QUDS, "withdraw me")
     await quds.inbox()
+    await quds.inbox(before=opened.envelope.id)  # a later page: page.lua
     await director.outbox()
     await quds.open_letter(opened.envelope.id)
     await quds.return_letter(returned.envelope.id, reason="no")

@@ -38,6 +38,7 @@ from channel.protocol.lifecycle import State
 from channel.protocol.models import (
     Envelope,
     LetterContent,
+    OpenRequest,
     Precedence,
     Receipt,
     RegisterRequest,
@@ -690,6 +691,111 @@ def test_changed_path_fails(monkeypatch: pytest.MonkeyPatch) -> None:
     freeze_signature_clock(monkeypatch, created())
     with pytest.raises(Unauthenticated):
         verify_vector(path=request_path().replace("/return", "/open"))
+
+
+# --- more requests: a GET with an empty body, a query string, a registration -------------------
+
+MORE = V["requests"]
+SIGNER_ROLE = {V["sender"]["name"]: "sender", V["recipient"]["name"]: "recipient"}
+
+
+@pytest.mark.parametrize("name", sorted(MORE))
+def test_more_request_vectors_reproduce(name: str) -> None:
+    """Each extra request's headers come out of sign_request with its recorded created and nonce."""
+    vector = MORE[name]
+    headers = sign_request(
+        vector["party"],
+        party(SIGNER_ROLE[vector["party"]]).signing,
+        vector["method"],
+        vector["url"],
+        utf8(vector["body"]),
+        created=datetime.datetime.fromtimestamp(vector["created"], datetime.UTC),
+        nonce=vector["nonce"],
+    )
+    assert headers == vector["headers"]
+
+
+@pytest.mark.parametrize("name", sorted(MORE))
+def test_more_request_signature_bases_follow_protocol_md(name: str) -> None:
+    """The base is rebuilt by the documented rule: `@query` is `?` and the raw query string."""
+    vector = MORE[name]
+    target = "/" + vector["url"].split("/", 3)[3]
+    path, _, query = target.partition("?")
+    headers = vector["headers"]
+    digest = base64.b64encode(hashlib.sha256(utf8(vector["body"])).digest()).decode()
+    assert headers["Content-Digest"] == f"sha-256=:{digest}:"
+    base = "\n".join(
+        [
+            f'"@method": {vector["method"]}',
+            f'"@path": {path}',
+            f'"@query": ?{query}',
+            f'"content-digest": {headers["Content-Digest"]}',
+            f'"@signature-params": {headers["Signature-Input"].removeprefix("party=")}',
+        ]
+    )
+    assert base == vector["signature_base"]
+    signature = bytes.fromhex(vector["signature_hex"])
+    signer = public(SIGNER_ROLE[vector["party"]])
+    Ed25519PublicKey.from_public_bytes(signer).verify(signature, base.encode())
+
+
+@pytest.mark.parametrize("name", sorted(MORE))
+def test_the_courier_verifier_accepts_more_requests_and_refuses_them_altered(
+    monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    """verify_request takes each extra vector at its `created`; another query or body fails."""
+    vector = MORE[name]
+    freeze_signature_clock(
+        monkeypatch, datetime.datetime.fromtimestamp(vector["created"], datetime.UTC)
+    )
+    target = "/" + vector["url"].split("/", 3)[3]
+    keys = {vector["party"]: public(SIGNER_ROLE[vector["party"]])}.get
+
+    def verify(target: str, body: bytes) -> SignedBy:
+        view = RequestView(vector["method"], f"http://courier{target}", dict(vector["headers"]))
+        return verify_request(view, body, keys)
+
+    body = utf8(vector["body"])
+    assert verify(target, body) == SignedBy(vector["party"], vector["nonce"])
+    with pytest.raises(Unauthenticated):
+        verify(target + ("&limit=11" if "?" in target else "?limit=11"), body)
+    with pytest.raises(Unauthenticated):
+        verify(target, body + b" ")
+
+
+def test_the_registration_vector_is_signed_by_the_key_it_registers() -> None:
+    """The registration body holds the sender's public keys, and its keyid is the name it
+    registers, as the courier requires (proof of possession)."""
+    vector = MORE["register"]
+    body = RegisterRequest.model_validate_json(utf8(vector["body"]))
+    assert body.name == vector["party"] == V["sender"]["name"]
+    assert body.signing_key.hex() == V["sender"]["signing_public_hex"]
+    assert body.encryption_key.hex() == V["sender"]["encryption_public_hex"]
+    assert f'keyid="{body.name}"' in vector["headers"]["Signature-Input"]
+    assert (vector["method"], vector["url"].endswith("/v1/parties")) == ("POST", True)
+
+
+def test_the_get_vectors_have_empty_bodies_and_one_a_query() -> None:
+    """Both GET vectors sign an empty body (its digest is sha-256 of nothing); one has a query."""
+    gets = [MORE["status"], MORE["inbox_page"]]
+    assert all(v["method"] == "GET" and utf8(v["body"]) == b"" for v in gets)
+    assert "?" not in MORE["status"]["url"]
+    assert MORE["inbox_page"]["url"].endswith(f"?limit=10&before={V['letter']['id']}")
+
+
+def test_the_opened_decision_reproduces_and_verifies() -> None:
+    """The `opened` decision is canonical Decision(opened) for the envelope, signed by the
+    recipient, and the open request body carries that signature."""
+    record = V["opened"]
+    decision = seal.decision_for(State.OPENED, envelope())
+    assert decision.signable() == utf8(record["decision"])
+    signature = bytes.fromhex(record["recipient_signature_hex"])
+    assert seal.sign_decision(party("recipient"), decision) == signature
+    assert seal.verify_decision(public("recipient"), decision, signature)
+    returned = seal.decision_for(State.RETURNED_UNOPENED, envelope())
+    assert not seal.verify_decision(public("recipient"), returned, signature)
+    body = OpenRequest.model_validate_json(utf8(record["open_body"]))
+    assert body.signature == signature
 
 
 # --- the real courier --------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Literal, TypeVar
 
 import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -83,7 +83,7 @@ MAX_DEADLINE = timedelta(days=366)
 MAX_CLOCK_AHEAD = timedelta(minutes=5)
 INVITE_TTL_SECONDS = 7 * 24 * 3600
 _REPLAYED = "this request was already received (its nonce was used)"
-_EVENT_ID = re.compile(r"\d{1,20}-\d{1,20}")
+_EVENT_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")  # ASCII: \d takes any Unicode digit
 _GONE = 1 << 30  # settles any mark: the letter ran out its retention
 _CAS_ATTEMPTS = 8
 
@@ -302,9 +302,10 @@ class Courier:
 
     # --- reading -------------------------------------------------------------------------------
 
-    async def inbox(self, party: str, limit: int) -> list[LetterSummary]:
-        """The party's letters, newest first. Listing hands the envelopes over: `delivered`."""
-        ids = await self.store.inbox_ids(party, limit)
+    async def inbox(self, party: str, limit: int, before: str | None = None) -> list[LetterSummary]:
+        """The party's letters, newest first (after `before`). Listing hands the envelopes over:
+        `delivered`."""
+        ids = _page(await self.store.inbox_ids(party, limit, before), before)
         records = await self.store.letters([(party, i) for i in ids])
         await self.store.forget_missing(party, sorted(set(ids) - {r.id for r in records}))
         summaries = []
@@ -313,8 +314,10 @@ class Courier:
             summaries.append(_summary(current))
         return summaries
 
-    async def outbox(self, party: str, limit: int) -> list[LetterSummary]:
-        pairs = await self.store.outbox_ids(party, limit)
+    async def outbox(
+        self, party: str, limit: int, before: str | None = None
+    ) -> list[LetterSummary]:
+        pairs = _page(await self.store.outbox_ids(party, limit, before), before)
         records = await self.store.letters([(r, i) for i, r in pairs])
         summaries = []
         for record in records:
@@ -680,3 +683,13 @@ def _event(env: Envelope, receipt: Receipt, kind: Literal["letter", "receipt"]) 
 def _id_key(event_id: str) -> tuple[int, int]:
     millis, seq = event_id.split("-")
     return int(millis), int(seq)
+
+
+_Row = TypeVar("_Row")
+
+
+def _page(rows: list[_Row] | None, before: str | None) -> list[_Row]:
+    """A listing page; the store says None when the `before` cursor is not in the listing."""
+    if rows is None:
+        raise UnknownLetter(f"{before!r} is not in this listing (start again from the newest)")
+    return rows

@@ -122,6 +122,7 @@ class Store:
                 "rate_limit",
                 "fan_out",
                 "settle_fanout",
+                "page",
             )
         }
 
@@ -383,12 +384,19 @@ class Store:
             length >= EVENTS_MAXLEN,
         )
 
-    async def inbox_ids(self, party: str, limit: int) -> list[str]:
-        return await self._newest(_party(party, "inbox"), limit)
+    async def inbox_ids(
+        self, party: str, limit: int, before: str | None = None
+    ) -> list[str] | None:
+        """Letter ids, newest first (after `before`; None if `before` is not listed)."""
+        return await self._newest(_party(party, "inbox"), limit, before)
 
-    async def outbox_ids(self, party: str, limit: int) -> list[tuple[str, str]]:
-        """(letter id, recipient) pairs, newest first."""
-        ids = await self._newest(_party(party, "outbox"), limit)
+    async def outbox_ids(
+        self, party: str, limit: int, before: str | None = None
+    ) -> list[tuple[str, str]] | None:
+        """(letter id, recipient) pairs, newest first (after `before`; None if it is not listed)."""
+        ids = await self._newest(_party(party, "outbox"), limit, before)
+        if ids is None:
+            return None
         if not ids:
             return []
         recipients = await self._call("HMGET", _party(party, "sent"), *ids)
@@ -441,8 +449,13 @@ class Store:
         if letter_ids:
             await self._call("ZREM", _party(party, "inbox"), *letter_ids)
 
-    async def _newest(self, key: str, limit: int) -> list[str]:
-        ids = await self._call("ZREVRANGE", key, 0, limit - 1)
+    async def _newest(self, key: str, limit: int, before: str | None) -> list[str] | None:
+        if before is None:
+            ids = await self._call("ZREVRANGE", key, 0, limit - 1)
+        else:
+            ids = await self._run("page", [key], [limit, before])
+            if ids is None:
+                return None
         return [i.decode() for i in ids]
 
 

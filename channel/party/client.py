@@ -139,13 +139,15 @@ class Client:
     async def send(self, letter: SealedLetter) -> Receipt:
         return await self._call("POST", "/v1/letters", Receipt, letter, retry=True)
 
-    async def inbox(self, limit: int = 100) -> list[LetterSummary]:
-        """Envelopes addressed to you, each seal checked: the courier cannot forge who or when."""
-        reply = await self._call("GET", f"/v1/inbox?limit={limit}", LetterList, retry=True)
+    async def inbox(self, limit: int = 100, before: str | None = None) -> list[LetterSummary]:
+        """Envelopes addressed to you, each seal checked: the courier cannot forge who or when.
+
+        Newest first; `before` (the last letter id of a page) gives the next page."""
+        reply = await self._call("GET", _listing("inbox", limit, before), LetterList, retry=True)
         return await self._checked(reply.letters)
 
-    async def outbox(self, limit: int = 100) -> list[LetterSummary]:
-        reply = await self._call("GET", f"/v1/outbox?limit={limit}", LetterList, retry=True)
+    async def outbox(self, limit: int = 100, before: str | None = None) -> list[LetterSummary]:
+        reply = await self._call("GET", _listing("outbox", limit, before), LetterList, retry=True)
         return await self._checked(reply.letters)
 
     async def status(self, letter_id: str) -> LetterStatus:
@@ -448,3 +450,8 @@ async def _server_sent_events(content: aiohttp.StreamReader) -> AsyncIterator[tu
             event_id = value
         elif name == "data":
             data.append(value)
+
+
+def _listing(box: str, limit: int, before: str | None) -> str:
+    cursor = "" if before is None else f"&before={check_letter_id(before)}"
+    return f"/v1/{box}?limit={limit}{cursor}"

@@ -15,7 +15,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSeriali
 
 from channel.protocol.canonical import TIMESTAMP_PATTERN, canonical_json, sha256_hex
 from channel.protocol.lifecycle import State
-from channel.protocol.names import LETTER_ID_PATTERN
+from channel.protocol.names import LETTER_ID_PATTERN, PARTY_NAME_PATTERN
 
 PROTOCOL_VERSION = 1
 HPKE_SUITE = "hpke-x25519-hkdfsha256-chacha20poly1305"
@@ -42,13 +42,33 @@ def b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
+# Canonical base64 (see _b64decode): a last quantum's unused bits are zero, which leaves only
+# these characters before the padding.
+_B64_CHAR = "[A-Za-z0-9+/]"
+_B64_TAIL = {1: f"{_B64_CHAR}[AQgw]==", 2: f"{_B64_CHAR}{{2}}[AEIMQUYcgkosw048]="}
+
+
 def _b64_schema(min_bytes: int = 0, max_bytes: int | None = None) -> WithJsonSchema:
-    """How base64 fields look on the wire (the bytes limits become character limits)."""
+    """How base64 fields look on the wire: a pattern that admits exactly the canonical encodings
+    the parser takes, with their size in bytes once decoded (character limits alone are looser:
+    88 characters may decode to 64, 65 or 66 bytes)."""
     schema: dict[str, Any] = {"type": "string", "contentEncoding": "base64"}
+    if min_bytes == max_bytes:
+        groups, rest = divmod(min_bytes, 3)
+        schema["pattern"] = f"^(?:{_B64_CHAR}{{4}}){{{groups}}}{_B64_TAIL.get(rest, '')}$"
+        schema["description"] = f"{min_bytes} bytes, standard padded base64"
+        return WithJsonSchema(schema)
+    schema["pattern"] = f"^(?:{_B64_CHAR}{{4}})*(?:{_B64_TAIL[1]}|{_B64_TAIL[2]})?$"
     if min_bytes:
         schema["minLength"] = 4 * -(-min_bytes // 3)
     if max_bytes is not None:
+        # A pattern bounding the decoded size exactly would need a 350 000-fold repeat; the
+        # characters bound it to within 2 bytes and the decoded bound is stated.
         schema["maxLength"] = 4 * -(-max_bytes // 3)
+        schema["x-decoded-bytes"] = {"minimum": min_bytes, "maximum": max_bytes}
+        schema["description"] = (
+            f"{min_bytes} to {max_bytes} bytes once decoded, standard padded base64"
+        )
     return WithJsonSchema(schema)
 
 
@@ -60,7 +80,7 @@ MAX_CIPHERTEXT_WIRE = MAX_CIPHERTEXT_BYTES + 256
 Ciphertext = Annotated[
     bytes, *_B64, Field(max_length=MAX_CIPHERTEXT_WIRE), _b64_schema(1, MAX_CIPHERTEXT_WIRE)
 ]
-PartyName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9.-]{2,63}$")]
+PartyName = Annotated[str, Field(pattern=PARTY_NAME_PATTERN)]
 LetterId = Annotated[str, Field(pattern=LETTER_ID_PATTERN)]
 Timestamp = Annotated[str, Field(pattern=TIMESTAMP_PATTERN)]
 Sha256Hex = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]

@@ -11,7 +11,8 @@ from channel.protocol.errors import InvalidName
 PARTY_NAME_RULE = (
     "3-64 characters of lowercase ASCII letters, digits, '.' and '-', starting with a letter"
 )
-_PARTY_NAME = re.compile(r"[a-z][a-z0-9.-]{2,63}")
+PARTY_NAME_PATTERN = r"^[a-z][a-z0-9.-]{2,63}$"
+_PARTY_NAME = re.compile(PARTY_NAME_PATTERN[1:-1])
 LETTER_ID_PATTERN = r"^[0-9a-z]{26}$"
 _LETTER_ID = re.compile(LETTER_ID_PATTERN[1:-1])
 

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from channel.courier.server import limits, metrics
 from channel.courier.server.events import CLOSING, STREAMS, close_streams, events_endpoint
-from channel.courier.server.routes import ROUTES, Call, Route
+from channel.courier.server.routes import ROUTES, Call, Route, check_query
 from channel.courier.service import Courier
 from channel.courier.settings import Settings
 from channel.courier.store import Store
@@ -138,6 +138,7 @@ async def _sweep_forever(courier: Courier, interval: float) -> None:
 
 def _endpoint(route: Route) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def handle(request: web.Request) -> web.Response:
+        check_query(request.query, route.query)
         courier = request.app[COURIER]
         raw = await request.read() if request.body_exists else b""
         view = RequestView(

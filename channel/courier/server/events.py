@@ -17,6 +17,7 @@ from aiohttp import web
 from aiohttp_sse import EventSourceResponse, sse_response
 
 from channel.courier.server import limits, metrics
+from channel.courier.server.routes import AFTER, check_query
 from channel.courier.service import Courier
 from channel.protocol.errors import StoreUnavailable
 from channel.protocol.httpsig import RequestView
@@ -33,6 +34,7 @@ PING_SECONDS = 15.0
 async def events_endpoint(request: web.Request) -> web.StreamResponse:
     from channel.courier.server.app import COURIER, SETTINGS
 
+    check_query(request.query, (AFTER,))
     courier: Courier = request.app[COURIER]
     view = RequestView(request.method, f"http://courier{request.raw_path}", dict(request.headers))
     signed = await courier.authenticate(view, b"")

@@ -6,15 +6,20 @@ docs/api.md.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
+from datetime import UTC, datetime
 from functools import cache
 from typing import Any
+from urllib.parse import urlsplit
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic.json_schema import models_json_schema
 
 from channel import __version__
-from channel.courier.server.routes import ALWAYS, ROUTES, SIGNED, Route
+from channel.courier.server.routes import AFTER, ALWAYS, PATH_PATTERNS, ROUTES, SIGNED, Param, Route
+from channel.protocol import httpsig
 from channel.protocol.errors import ChannelError
 from channel.protocol.models import LiveEvent, Wire
 
@@ -30,7 +35,17 @@ _PROBLEM = {
         "code": {"type": "string"},
         "detail": {"type": "string"},
         "instance": {"type": "string"},
+        "retry_after_ms": {"type": "integer", "description": "`rate_limited`: when to retry"},
+        "max_bytes": {"type": "integer", "description": "`payload_too_large`: the limit"},
     },
+}
+# Statuses whose answers always say when to try again.
+_RETRY_AFTER = {
+    "Retry-After": {
+        "required": True,
+        "description": "Seconds to wait before trying again",
+        "schema": {"type": "integer", "minimum": 1},
+    }
 }
 
 
@@ -58,20 +73,112 @@ def openapi_document() -> dict[str, Any]:
                 "Sealed letters between named parties, relayed by a courier that can prove who "
                 "sent a letter but never read it. Party requests carry RFC 9421 HTTP Message "
                 "Signatures (Ed25519, tag `backchannel`) over method, path, query and "
-                "Content-Digest; see docs/protocol.md."
+                "Content-Digest (see the `httpMessageSignature` security scheme and "
+                "docs/protocol.md, section 8). Unknown query parameters are refused (400)."
             ),
         },
         "paths": paths,
         "components": {
             "schemas": components,
-            "securitySchemes": {
-                "httpMessageSignature": {
-                    "type": "apiKey",
-                    "in": "header",
-                    "name": "Signature",
-                    "description": "RFC 9421 signature, party's Ed25519 key (keyid = party name)",
-                }
-            },
+            "securitySchemes": {"httpMessageSignature": _signature_scheme()},
+        },
+    }
+
+
+# The worked example's signer: the test-vector recipient (docs/make_vectors.py), a public key.
+EXAMPLE_PARTY = "quds-force"
+EXAMPLE_SEED = hashlib.sha256(b"backchannel test vector: recipient signing").digest()
+EXAMPLE_URL = "https://courier.example/v1/inbox?limit=10"
+EXAMPLE_CREATED = datetime(2017, 11, 23, 16, 2, 7, tzinfo=UTC)
+EXAMPLE_NONCE = "5e0d2b8c41f7a9d36c0b4e82f15a7d90"
+
+
+def signature_example() -> dict[str, Any]:
+    """A worked example: `GET /v1/inbox?limit=10` (empty body) signed by the vector recipient."""
+    key = Ed25519PrivateKey.from_private_bytes(EXAMPLE_SEED)
+    headers = httpsig.sign_request(
+        EXAMPLE_PARTY, key, "GET", EXAMPLE_URL, b"", created=EXAMPLE_CREATED, nonce=EXAMPLE_NONCE
+    )
+    return {
+        "request": f"GET {EXAMPLE_URL}",
+        "body": "",
+        "signing_key_seed_hex": EXAMPLE_SEED.hex(),
+        "signature_base": signature_base("GET", EXAMPLE_URL, headers),
+        "headers": headers,
+    }
+
+
+def signature_base(method: str, url: str, headers: dict[str, str]) -> str:
+    """The RFC 9421 signature base of a request signed by `httpsig.sign_request`."""
+    parts = urlsplit(url)
+    params = headers["Signature-Input"].removeprefix(f"{httpsig.LABEL}=")
+    return "\n".join(
+        [
+            f'"@method": {method}',
+            f'"@path": {parts.path}',
+            f'"@query": ?{parts.query}',
+            f'"content-digest": {headers["Content-Digest"]}',
+            f'"@signature-params": {params}',
+        ]
+    )
+
+
+def _signature_scheme() -> dict[str, Any]:
+    """RFC 9421 has no OpenAPI scheme type: an apiKey on `Signature`, described in full, with the
+    parameters machine-readable under `x-rfc9421` (a generated client needs a signing hook)."""
+    example = signature_example()
+    covered = " ".join(f'"{c}"' for c in httpsig.COVERED)
+    window, skew = int(httpsig.WINDOW.total_seconds()), int(httpsig.CLOCK_SKEW.total_seconds())
+    headers = "\n".join(f"{name}: {value}" for name, value in example["headers"].items())
+    description = f"""RFC 9421 HTTP Message Signature with the party's Ed25519 key. A signed \
+request carries three headers: `Content-Digest` (RFC 9530, `sha-256` of the body as sent, \
+present even for an empty body), `Signature-Input` and `Signature`, each with one member \
+labelled `{httpsig.LABEL}`.
+
+- covered components, in this order: `{covered}`; `@path` as sent (still percent-encoded), \
+`@query` is `?` and the raw query string (just `?` when there is none); `@authority` and \
+`@scheme` are not covered
+- parameters, in this order: `created` (Unix seconds; accepted from {window + skew} s before \
+to {skew} s after the courier's clock), `keyid` (the party name), `alg="ed25519"`, `nonce` \
+(16 to 64 characters, fresh for every request: a nonce seen before gives `401 replayed`), \
+`tag="{httpsig.TAG}"`
+- the signature is Ed25519 over the signature base (lines joined by `\\n`, no trailing \
+newline), without any other prefix
+- the signer must be registered (`404 unknown_party` otherwise), except for `POST /v1/parties`, \
+which is signed with the key being registered: `keyid` is the `name` in the body and the \
+signature verifies with its `signing_key` (proof of possession)
+
+Worked example: `{example["request"]}`, empty body, signed by `{EXAMPLE_PARTY}` (Ed25519 seed \
+`{example["signing_key_seed_hex"]}`, a public test key) with `created` \
+{int(EXAMPLE_CREATED.timestamp())} and nonce `{EXAMPLE_NONCE}`. Signature base:
+
+```
+{example["signature_base"]}
+```
+
+Headers sent:
+
+```
+{headers}
+```
+"""
+    return {
+        "type": "apiKey",
+        "in": "header",
+        "name": "Signature",
+        "description": description,
+        "x-rfc9421": {
+            "label": httpsig.LABEL,
+            "tag": httpsig.TAG,
+            "alg": "ed25519",
+            "keyid": "party name",
+            "covered_components": list(httpsig.COVERED),
+            "parameters": ["created", "keyid", "alg", "nonce", "tag"],
+            "nonce": {"minLength": 16, "maxLength": 64},
+            "created_window_seconds": {"past": window + skew, "future": skew},
+            "content_digest": ["sha-256", "sha-512"],
+            "headers": ["Content-Digest", "Signature-Input", "Signature"],
+            "example": example,
         },
     }
 
@@ -84,8 +191,15 @@ def _operation(route: Route) -> dict[str, Any]:
             str(route.status): _body(route.response.__name__, "Success"),
             **_error_responses(route),
         },
-        "security": [{"httpMessageSignature": []}] if route.signed else [],
+        "security": [{"httpMessageSignature": []}] if route.signed or route.self_signed else [],
     }
+    if route.self_signed:
+        operation["description"] = (
+            "Signed (RFC 9421, as every party request) with the signing key being registered: "
+            "`keyid` is the `name` in the body and the signature must verify with the body's "
+            "`signing_key` (`401 unauthenticated` otherwise). A courier without open "
+            "registration also needs the one-time `invite` (`403 registration_closed`)."
+        )
     if route.status == 201:
         operation["responses"]["200"] = _body(route.response.__name__, "Already done (idempotent)")
     if route.request is not None:
@@ -96,25 +210,32 @@ def _operation(route: Route) -> dict[str, Any]:
             },
         }
     params = [
-        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        {
+            "name": name,
+            "in": "path",
+            "required": True,
+            "schema": {"type": "string", "pattern": PATH_PATTERNS[name]},
+        }
         for name in _path_params(route.path)
     ]
-    if route.path in ("/v1/inbox", "/v1/outbox"):
-        params.append(
-            {
-                "name": "limit",
-                "in": "query",
-                "schema": {"type": "integer", "minimum": 1, "maximum": 500},
-            }
-        )
+    params += [_query(param) for param in route.query]
     if params:
         operation["parameters"] = params
     return operation
 
 
+def _query(param: Param) -> dict[str, Any]:
+    return {
+        "name": param.name,
+        "in": "query",
+        "required": False,
+        "description": param.description,
+        "schema": dict(param.schema),
+    }
+
+
 def _events_operation() -> dict[str, Any]:
     """The live event stream: Server-Sent Events, so it is described here, not in the table."""
-    problem = {"application/problem+json": {"schema": {"$ref": _REF.format(model="Problem")}}}
     return {
         "operationId": "events",
         "summary": (
@@ -124,8 +245,14 @@ def _events_operation() -> dict[str, Any]:
         ),
         "security": [{"httpMessageSignature": []}],
         "parameters": [
-            {"name": "Last-Event-ID", "in": "header", "schema": {"type": "string"}},
-            {"name": "after", "in": "query", "schema": {"type": "string"}},
+            {
+                "name": "Last-Event-ID",
+                "in": "header",
+                "required": False,
+                "description": "Resume after this event id",
+                "schema": dict(AFTER.schema),
+            },
+            _query(AFTER),
         ],
         "responses": {
             "200": {
@@ -134,30 +261,30 @@ def _events_operation() -> dict[str, Any]:
                     "text/event-stream": {"schema": {"$ref": _REF.format(model="LiveEvent")}}
                 },
             },
-            "400": {"description": "Problem: `bad_request`", "content": problem},
-            "401": {
-                "description": "Problem: `unauthenticated`, `replayed`, `unknown_party`",
-                "content": problem,
-            },
-            "429": {"description": "Problem: `rate_limited`", "content": problem},
+            **_problems([*ALWAYS, *SIGNED]),
         },
     }
 
 
 def _error_responses(route: Route) -> dict[str, Any]:
-    errors: list[type[ChannelError]] = [*ALWAYS, *(SIGNED if route.signed else ()), *route.errors]
+    return _problems([*ALWAYS, *(SIGNED if route.signed else ()), *route.errors])
+
+
+def _problems(errors: list[type[ChannelError]]) -> dict[str, Any]:
     by_status: dict[int, list[str]] = {}
     for error in errors:
         by_status.setdefault(error.status, []).append(error.code)
-    return {
-        str(status): {
+    responses: dict[str, Any] = {}
+    for status, codes in sorted(by_status.items()):
+        responses[str(status)] = {
             "description": "Problem: " + ", ".join(f"`{c}`" for c in sorted(set(codes))),
             "content": {
                 "application/problem+json": {"schema": {"$ref": _REF.format(model="Problem")}}
             },
         }
-        for status, codes in sorted(by_status.items())
-    }
+        if status in (429, 503):
+            responses[str(status)]["headers"] = _RETRY_AFTER
+    return responses
 
 
 def _body(model: str, description: str) -> dict[str, Any]:
@@ -184,14 +311,25 @@ def api_markdown() -> str:
         "",
         "Errors are `application/problem+json` (RFC 9457) with a stable `code`.",
         "",
+        "## Request signatures",
+        "",
+        doc["components"]["securitySchemes"]["httpMessageSignature"]["description"],
     ]
     for path, operations in doc["paths"].items():
         for method, op in operations.items():
             lines += [f"## `{method.upper()} {path}`", "", op["summary"], ""]
-            lines.append("Signed: " + ("yes (RFC 9421)" if op["security"] else "no"))
+            if not op["security"]:
+                lines.append("Signed: no")
+            elif "description" in op:
+                lines += ["Signed: yes, with the key being registered.", "", op["description"], ""]
+            else:
+                lines.append("Signed: yes (RFC 9421)")
             if "requestBody" in op:
                 ref = op["requestBody"]["content"]["application/json"]["schema"]["$ref"]
                 lines.append(f"Request body: `{ref.rsplit('/', 1)[-1]}`")
+            if op.get("parameters"):
+                lines += ["", "| parameter | in | rule | meaning |", "|---|---|---|---|"]
+                lines += [_param_row(param) for param in op["parameters"]]
             lines += ["", "| status | meaning |", "|---|---|"]
             for status, response in op["responses"].items():
                 schema = response.get("content", {}).get("application/json", {}).get("schema")
@@ -217,6 +355,18 @@ def api_markdown() -> str:
     return "\n".join(lines)
 
 
+def _param_row(param: dict[str, Any]) -> str:
+    schema = param["schema"]
+    if "pattern" in schema:
+        rule = f"`{schema['pattern']}`"
+    elif schema.get("type") == "integer":
+        rule = f"integer {schema['minimum']} to {schema['maximum']}, default {schema['default']}"
+    else:
+        rule = schema.get("type", "any")
+    meaning = param.get("description", "") or ("required" if param.get("required") else "")
+    return f"| `{param['name']}` | {param['in']} | {rule.replace('|', '&#124;')} | {meaning} |"
+
+
 def _type_of(spec: dict[str, Any]) -> str:
     if "$ref" in spec:
         return f"`{spec['$ref'].rsplit('/', 1)[-1]}`"
@@ -226,6 +376,8 @@ def _type_of(spec: dict[str, Any]) -> str:
         return f"list of {_type_of(spec.get('items', {}))}"
     if "const" in spec:
         return f"`{spec['const']}`"
+    if spec.get("contentEncoding") == "base64":
+        return f"base64: {spec['description'].removesuffix(', standard padded base64')}"
     return str(spec.get("type", "any"))
 
 

@@ -6,9 +6,12 @@ never disagree.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from multidict import MultiMapping
 
 from channel import __version__
 from channel.courier.service import Courier
@@ -26,6 +29,7 @@ from channel.protocol.errors import (
     RateLimited,
     RegistrationClosed,
     Replayed,
+    StoreUnavailable,
     Unauthenticated,
     UnknownLetter,
     UnknownParty,
@@ -47,9 +51,57 @@ from channel.protocol.models import (
     SealedLetter,
     Wire,
 )
-from channel.protocol.names import check_letter_id, check_party_name
+from channel.protocol.names import (
+    LETTER_ID_PATTERN,
+    PARTY_NAME_PATTERN,
+    check_letter_id,
+    check_party_name,
+)
 
 MAX_LIST = 500
+DEFAULT_LIST = 100
+_DIGITS = re.compile(r"[0-9]{1,12}")  # bounded: int() of a huge string is slow, then refused
+
+
+@dataclass(frozen=True)
+class Param:
+    """A query parameter a route accepts: its name and JSON schema (published as is)."""
+
+    name: str
+    schema: Mapping[str, Any]
+    description: str
+
+
+# Path parameters: the same rules the handlers check (`check_party_name`, `check_letter_id`).
+PATH_PATTERNS = {"name": PARTY_NAME_PATTERN, "letter_id": LETTER_ID_PATTERN}
+LIMIT = Param(
+    "limit",
+    {"type": "integer", "minimum": 1, "maximum": MAX_LIST, "default": DEFAULT_LIST},
+    "How many letters to list at most",
+)
+BEFORE = Param(
+    "before",
+    {"type": "string", "pattern": LETTER_ID_PATTERN},
+    "Page on: list only the letters after this one (the id of the last letter of the previous "
+    "page) in the listing's order; `404 unknown_letter` if it is not in the listing",
+)
+
+
+AFTER = Param(
+    "after",
+    {"type": "string", "pattern": r"^[0-9]{1,20}-[0-9]{1,20}$"},
+    "Resume after this event id (as Last-Event-ID does; the header wins when both are given)",
+)
+
+
+def check_query(query: MultiMapping[str], accepted: tuple[Param, ...]) -> None:
+    """Refuse a query parameter the route does not take, or one given twice (400)."""
+    names = {param.name for param in accepted}
+    for key in query:
+        if key not in names:
+            raise BadRequest(f"unknown query parameter {key!r}")
+        if len(query.getall(key)) > 1:
+            raise BadRequest(f"the query parameter {key!r} is given more than once")
 
 
 @dataclass(frozen=True)
@@ -74,13 +126,17 @@ class Call:
         return check_letter_id(self.path["letter_id"])
 
     def limit(self) -> int:
-        try:
-            value = int(self.query.get("limit", "100"))
-        except ValueError:
-            raise BadRequest("limit must be a whole number") from None
-        if not 1 <= value <= MAX_LIST:
-            raise BadRequest(f"limit must be between 1 and {MAX_LIST}")
-        return value
+        given = self.query.get(LIMIT.name)
+        if given is None:
+            return DEFAULT_LIST
+        # ASCII digits only: Python's int() would also take " 7", "+7", "1_0" and fullwidth digits.
+        if not _DIGITS.fullmatch(given) or not 1 <= int(given) <= MAX_LIST:
+            raise BadRequest(f"limit must be a whole number from 1 to {MAX_LIST}")
+        return int(given)
+
+    def before(self) -> str | None:
+        given = self.query.get(BEFORE.name)
+        return None if given is None else check_letter_id(given)
 
 
 Reply = Wire | tuple[Wire, int]
@@ -95,7 +151,10 @@ class Route:
     summary: str
     response: type[Wire]
     request: type[Wire] | None = None
-    signed: bool = True
+    signed: bool = True  # signed by a registered party, checked before the handler runs
+    # Signed by the key in the body (registration: proof of possession), checked by the handler.
+    self_signed: bool = False
+    query: tuple[Param, ...] = ()
     claims_nonce: bool = False  # the handler claims the request's nonce in its own script
     status: int = 200
     errors: tuple[type[ChannelError], ...] = field(default=())
@@ -134,11 +193,13 @@ async def send(call: Call) -> Reply:
 
 
 async def inbox(call: Call) -> Reply:
-    return LetterList(letters=await call.courier.inbox(call.party, call.limit()))
+    letters = await call.courier.inbox(call.party, call.limit(), call.before())
+    return LetterList(letters=letters)
 
 
 async def outbox(call: Call) -> Reply:
-    return LetterList(letters=await call.courier.outbox(call.party, call.limit()))
+    letters = await call.courier.outbox(call.party, call.limit(), call.before())
+    return LetterList(letters=letters)
 
 
 async def status(call: Call) -> Reply:
@@ -187,8 +248,16 @@ ROUTES: tuple[Route, ...] = (
         PartyRecord,
         RegisterRequest,
         signed=False,
+        self_signed=True,
         status=201,
-        errors=(InvalidName, RegistrationClosed, NameTaken, Unauthenticated, Replayed),
+        errors=(
+            InvalidName,
+            RegistrationClosed,
+            NameTaken,
+            Unauthenticated,
+            Replayed,
+            StoreUnavailable,
+        ),
     ),
     Route(
         "GET",
@@ -197,7 +266,7 @@ ROUTES: tuple[Route, ...] = (
         "A party's public keys and fingerprint",
         PartyRecord,
         signed=False,
-        errors=(UnknownParty, InvalidName),
+        errors=(UnknownParty, InvalidName, StoreUnavailable),
     ),
     Route(
         "POST",
@@ -216,8 +285,18 @@ ROUTES: tuple[Route, ...] = (
         inbox,
         "Envelopes addressed to you, newest first; listing records `delivered`",
         LetterList,
+        query=(LIMIT, BEFORE),
+        errors=(InvalidName, UnknownLetter),
     ),
-    Route("GET", "/v1/outbox", outbox, "Envelopes you sent, newest first", LetterList),
+    Route(
+        "GET",
+        "/v1/outbox",
+        outbox,
+        "Envelopes you sent, newest first",
+        LetterList,
+        query=(LIMIT, BEFORE),
+        errors=(InvalidName, UnknownLetter),
+    ),
     Route(
         "GET",
         _LETTER,
@@ -264,4 +343,10 @@ ROUTES: tuple[Route, ...] = (
 
 # Errors every route may answer with, and those every signed route may answer with.
 ALWAYS: tuple[type[ChannelError], ...] = (BadRequest, PayloadTooLarge)
-SIGNED: tuple[type[ChannelError], ...] = (Unauthenticated, Replayed, UnknownParty, RateLimited)
+SIGNED: tuple[type[ChannelError], ...] = (
+    Unauthenticated,
+    Replayed,
+    UnknownParty,
+    RateLimited,
+    StoreUnavailable,
+)

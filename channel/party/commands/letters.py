@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -145,16 +146,33 @@ def _letter_body(path: Path | None, text: str | None) -> str:
     return body
 
 
+def page_options(command: Callable[..., None]) -> Callable[..., None]:
+    """`--limit` and `--before`: one page of a listing, newest first."""
+    command = click.option(
+        "--before",
+        metavar="LETTER_ID",
+        help="Page on: list the letters after this one (the last id of the previous page).",
+    )(command)
+    return click.option(
+        "--limit",
+        type=click.IntRange(1, 500),
+        default=100,
+        show_default=True,
+        help="How many letters to list at most.",
+    )(command)
+
+
 @click.command()
 @as_option
 @json_option
 @click.pass_obj
-def inbox(config: Config, name: str, as_json: bool) -> None:
+@page_options
+def inbox(config: Config, name: str, as_json: bool, limit: int, before: str | None) -> None:
     """Letters to you: envelopes only.
 
     Listing hands the envelopes over: the courier records them as delivered.
     """
-    letters = act(config, name, lambda client, ring: client.inbox())
+    letters = act(config, name, lambda client, ring: client.inbox(limit, before))
     if as_json:
         echo_json([dump(letter) for letter in letters])
         return
@@ -165,9 +183,10 @@ def inbox(config: Config, name: str, as_json: bool) -> None:
 @as_option
 @json_option
 @click.pass_obj
-def outbox(config: Config, name: str, as_json: bool) -> None:
+@page_options
+def outbox(config: Config, name: str, as_json: bool, limit: int, before: str | None) -> None:
     """Letters you sent, with their state."""
-    letters = act(config, name, lambda client, ring: client.outbox())
+    letters = act(config, name, lambda client, ring: client.outbox(limit, before))
     if as_json:
         echo_json([dump(letter) for letter in letters])
         return
