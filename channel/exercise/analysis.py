@@ -12,7 +12,6 @@ Times: `t` is exercise milliseconds; durations between letters are world (story)
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -32,7 +31,8 @@ from channel.exercise.comms import (
 )
 from channel.exercise.eventlog import LogError
 from channel.exercise.integrity import Integrity, integrity
-from channel.exercise.scenario import format_duration
+from channel.exercise.scenario import format_duration, format_offset
+from channel.exercise.tally import InjectTally, describe_ended
 from channel.lifecycle import State
 
 Outcome = Literal["met", "missed", "pending", "not fired"]
@@ -94,6 +94,28 @@ class Overview(Part):
     objectives: list[ObjectiveText]
     moves: list[MoveInfo]
     artificialities: list[str]
+
+
+class ControlAction(Part):
+    """Something the control cell did by hand: pause, resume, speed, fire, skip, hold, release."""
+
+    t: int
+    world: str
+    wall: str
+    command: str
+    argument: str | None
+    text: str
+
+
+class InjectCount(Part):
+    """How far through the MSEL the run got (`channel.exercise.tally`): the one count."""
+
+    fired: int
+    contingencies: int
+    scheduled_fired: int
+    scheduled: int
+    skipped: int
+    text: str
 
 
 class TimelineEntry(Part):
@@ -167,6 +189,8 @@ class PlanRow(Part):
 
 class AfterAction(Part):
     overview: Overview
+    control_actions: list[ControlAction]
+    inject_count: InjectCount
     timeline: list[TimelineEntry]
     injects: list[InjectMark]
     objectives: list[ObjectiveResult]
@@ -193,6 +217,8 @@ def analyse(records: Sequence[Record]) -> AfterAction:
     objectives = objective_results(records, letters)
     return AfterAction(
         overview=overview(records, letters),
+        control_actions=control_actions(records),
+        inject_count=inject_count(records),
         timeline=timeline(records, who),
         injects=inject_marks(records),
         objectives=objectives,
@@ -266,13 +292,14 @@ def artificialities(
     """Where the exercise differs from the world it plays, in plain sentences."""
     data = records[0]["data"]
     rate = world_rate(records[0])
+    actions = control_actions(records)
     found = [
         *_seat_sentences(data.get("parties", []), bool(data.get("rehearse", False))),
-        _speed_sentence(str(data.get("speed", "1"))),
+        _speed_sentence(str(data.get("speed", "1")), actions),
         f"world clock runs {_times(rate)} exercise time" if rate and rate != 1 else None,
         _latency_sentence(data.get("latency"), letters),
         _jump_sentence(moves, rate),
-        _control_sentence(records),
+        *(f"{_offset(a.t)}: {a.text}" for a in actions),
     ]
     return [sentence for sentence in found if sentence]
 
@@ -293,12 +320,22 @@ def _seat_sentences(parties: list[Mapping[str, Any]], rehearse: bool) -> list[st
     return sentences
 
 
-def _speed_sentence(speed: str) -> str | None:
+def _speed_sentence(speed: str, actions: list[ControlAction]) -> str | None:
+    changes = [a for a in actions if a.command == "speed"]
     if speed == "max":
-        return "run at speed max: exercise time compressed (waits skipped)"
-    if speed in {"1", "1.0", ""}:
+        text = "run at speed max: exercise time compressed (waits skipped)"
+    elif speed in {"1", "1.0", ""} and not changes:
         return None
-    return f"run at speed {speed}: exercise time ran {speed}× wall time"
+    else:
+        text = f"run at speed {speed}: exercise time ran {speed}× wall time"
+    if changes:
+        listed = ", ".join(f"to {a.argument} at {_offset(a.t)}" for a in changes)
+        text += f"; the control cell changed the speed {len(changes)}× ({listed})"
+    return text
+
+
+def _offset(t_ms: int) -> str:
+    return format_offset(t_ms / 1000)
 
 
 def _times(rate: float) -> str:
@@ -344,12 +381,69 @@ def _jump_sentence(moves: list[MoveInfo], rate: float | None) -> str | None:
     return f"moves jump world time ({'; '.join(jumps)})" if jumps else None
 
 
-def _control_sentence(records: Sequence[Record]) -> str | None:
-    commands = Counter(str(r["data"].get("command")) for r in records if r["kind"] == "control")
-    if not commands:
-        return None
-    listed = ", ".join(f"{command} ×{count}" for command, count in sorted(commands.items()))
-    return f"the control cell intervened: {listed}"
+_BY_HAND = {
+    "inject_skipped": "skip",
+    "inject_held": "hold",
+    "inject_released": "release",
+}
+
+
+def control_actions(records: Sequence[Record]) -> list[ControlAction]:
+    """Every command the control cell gave, in order, each with its time and what it did."""
+    actions: list[ControlAction] = []
+    paused: Record | None = None
+    for record in records:
+        data = record["data"]
+        if record["kind"] == "control":
+            command = str(data.get("command"))
+        elif record["kind"] in _BY_HAND and data.get("by", "control") == "control":
+            command = _BY_HAND[record["kind"]]
+        else:
+            continue
+        argument = data.get("argument") or data.get("inject")
+        text = _ACTION_TEXT.get(command, "the control cell: {command} {argument}").format(
+            command=command, argument=argument
+        )
+        if command == "pause":
+            paused = record
+        elif command == "resume" and paused is not None:
+            stopped = world_seconds(str(paused["wall"]), str(record["wall"]))
+            text += f" after {format_duration(stopped)} of wall time"
+            paused = None
+        actions.append(
+            ControlAction(
+                t=int(record["t"]),
+                world=str(record["world"]),
+                wall=str(record["wall"]),
+                command=command,
+                argument=str(argument) if argument is not None else None,
+                text=text,
+            )
+        )
+    return actions
+
+
+_ACTION_TEXT = {
+    "pause": "the control cell paused the exercise",
+    "resume": "the control cell resumed the exercise",
+    "speed": "the control cell set the speed to {argument}",
+    "fire": "the control cell fired {argument} by hand",
+    "skip": "the control cell skipped {argument}",
+    "hold": "the control cell held {argument}",
+    "release": "the control cell released {argument}",
+}
+
+
+def inject_count(records: Sequence[Record]) -> InjectCount:
+    tally = InjectTally.from_records(records)
+    return InjectCount(
+        fired=len(tally.fired),
+        contingencies=tally.contingencies_fired,
+        scheduled_fired=tally.scheduled_fired,
+        scheduled=len(tally.scheduled),
+        skipped=len(tally.skipped),
+        text=tally.text(),
+    )
 
 
 # --- timeline ------------------------------------------------------------------------------------
@@ -435,10 +529,8 @@ def _action_failed(data: Record, who: Who) -> str:
 
 
 def _run_ended(data: Record, who: Who) -> str:
-    return (
-        f"Exercise ended ({data.get('reason')}): {data.get('injects_fired')} of "
-        f"{data.get('injects_total')} injects fired, {data.get('letters')} letters"
-    )
+    count = describe_ended(data)
+    return f"Exercise ended ({data.get('reason')}): {count}, {data.get('letters')} letters"
 
 
 _DESCRIBE: dict[str, Callable[[Record, Who], str]] = {

@@ -128,6 +128,7 @@ _PARTY_HEADERS = [
     "open: max",
     "reply: median",
     "reply: max",
+    "relayed",
     "unanswered",
     "undecided",
 ]
@@ -144,6 +145,7 @@ def _party_row(aar: AfterAction, p: PartyComms) -> list[str]:
         duration(p.time_to_open.max),
         duration(p.time_to_reply.median),
         duration(p.time_to_reply.max),
+        _labels(p.relayed),
         _labels(p.unanswered),
         _labels(p.undecided),
     ]
@@ -173,13 +175,14 @@ def letters_table(aar: AfterAction) -> Table:
             str(letter.move),
             letter.subject or "(sealed)",
             letter.in_reply_to or NO_VALUE,
+            letter.forwards or NO_VALUE,
             ", ".join(mark.event for mark in letter.marks) or NO_VALUE,
             letter.final_state or NO_VALUE,
         ]
         for letter in aar.comms.letters
     ]
     headers = ["letter", "from → to", "sent", "world time", "move", "subject", "in reply to"]
-    return [*headers, "receipts", "final state"], rows
+    return [*headers, "relays", "receipts", "final state"], rows
 
 
 def timeline_table(aar: AfterAction) -> Table:
