@@ -503,7 +503,7 @@ def test_improvement_plan_has_a_row_per_objective_not_performed(aar: AfterAction
         ("OBJ-3: Objective 3", "M"),
         ("OBJ-4: Objective 4", "U"),
     ]
-    assert all(row.owner == row.corrective_action == row.completion == "" for row in plan)
+    assert all(row.point_of_contact == row.corrective_action == row.end == "" for row in plan)
     assert all(o.strengths == [] and o.strengths_hint for o in aar.objectives)
 
 
@@ -765,10 +765,10 @@ def test_markdown_has_the_tables(aar: AfterAction) -> None:
     assert "| Swiss Embassy | 2 | 2 | 0 |" in text
     assert "| CIA Director | 3 | 3 | 2 | 0 | 45m | 1h | — | — | — | L3, L8 | L5 |" in text
     assert (
-        "| objective | area for improvement | corrective action | capability element | owner "
-        "| start | completion |"
+        "| core capability | objective (rating) | issue / area for improvement | corrective action "
+        "| organisation | point of contact | start | end |"
     ) in text
-    assert "| OBJ-3: Objective 3 (M) |  |  |  |  |  |  |" in text
+    assert "|  | OBJ-3: Objective 3 (M) |  |  |  |  |  |  |" in text
     assert "&lt;script>alert('x')&lt;/script> & co" in text
     assert text.startswith("**EXERCISE EXERCISE EXERCISE**")
 
@@ -779,7 +779,8 @@ def test_json_round_trips(aar: AfterAction) -> None:
 
 
 def test_write_reports_writes_each_format(known: tuple[Path, AfterAction], tmp_path: Path) -> None:
-    """report.html, report.md and report.json from the log file; an unknown format is refused."""
+    """report.html, report.md and report.json from the log file (PDF only when asked); an unknown
+    format is refused."""
     path, _ = known
     written = write_reports(path, tmp_path / "out")
     assert {name: p.name for name, p in written.items()} == {
@@ -788,8 +789,8 @@ def test_write_reports_writes_each_format(known: tuple[Path, AfterAction], tmp_p
         "json": "report.json",
     }
     assert all(p.stat().st_size > 1000 for p in written.values())
-    with pytest.raises(ValueError, match="pdf"):
-        write_reports(path, tmp_path / "out", ["pdf"])
+    with pytest.raises(ValueError, match="docx"):
+        write_reports(path, tmp_path / "out", ["docx"])
 
 
 CHROMIUM_FLAGS = [

@@ -12,6 +12,7 @@ Times: `t` is exercise milliseconds; durations between letters are world (story)
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -30,7 +31,9 @@ from channel.exercise.comms import (
     world_seconds,
 )
 from channel.exercise.eventlog import LogError
+from channel.exercise.feedback import Feedback
 from channel.exercise.integrity import Integrity, integrity
+from channel.exercise.notes import Area, Notes, ObjectiveNotes
 from channel.exercise.scenario import format_duration, format_offset
 from channel.exercise.tally import InjectTally, describe_ended
 from channel.lifecycle import State
@@ -46,8 +49,13 @@ RATING_RULE = (
     "performed). Pending expectations count as not met; expectations of injects that never fired "
     "are left out; an objective with no expectations is not assessed. The evaluator decides."
 )
-STRENGTHS_HINT = "Evaluator: what went well, with the evidence that shows it."
-AREAS_HINT = "Evaluator: what to improve, with its root cause."
+STRENGTHS_HINT = (
+    "Evaluator: what went well, with the evidence that shows it (notes.yaml: "
+    "`channel exercise notes RUN`)."
+)
+AREAS_HINT = (
+    "Evaluator: what to improve: the observation, its root cause and a recommendation (notes.yaml)."
+)
 
 
 # --- the overview --------------------------------------------------------------------------------
@@ -167,24 +175,67 @@ class ObjectiveResult(Part):
     met_weight: int
     total_weight: int
     fraction: float | None
-    rating: Rating
+    rating: Rating  # the evaluator's, when notes.yaml gives one; else the suggested one
+    suggested_rating: Rating
+    rated_by: Literal["evaluator", "suggested"] = "suggested"
+    core_capability: str = ""
     strengths: list[str] = Field(default_factory=list)
-    areas_for_improvement: list[str] = Field(default_factory=list)
+    areas_for_improvement: list[Area] = Field(default_factory=list)
     strengths_hint: str = STRENGTHS_HINT
     areas_hint: str = AREAS_HINT
 
 
 class PlanRow(Part):
-    """One improvement-plan row; the objective is filled in, the rest is the evaluator's."""
+    """One improvement-plan row (HSEEP IP): from an area for improvement in the notes, or, for
+    an objective rated S, M or U that has none yet, an empty row for the evaluator."""
 
     objective: str
     rating: Rating
-    area_for_improvement: str = ""
+    capability: str = ""
+    issue: str = ""
     corrective_action: str = ""
-    capability_element: str = ""
-    owner: str = ""
+    organisation: str = ""
+    point_of_contact: str = ""
     start: str = ""
-    completion: str = ""
+    end: str = ""
+
+
+class FeedbackSummary(Part):
+    """The participants' hot-wash answers, per seat."""
+
+    answers: list[Feedback]
+    seats: int  # how many seats the exercise had
+    mean_rating: float | None
+
+
+class MselRow(Part):
+    """One inject as planned (run_started) and as played (the log)."""
+
+    id: str
+    move: int | None
+    channel: str
+    sender: str | None
+    to: list[str]
+    subject: str
+    contingency: bool
+    planned_t: int | None
+    played_t: int | None
+    status: str  # fired, tasked, skipped, held, not fired
+    cause: str  # scheduled, control, contingency:EXP, after:X
+
+
+class KeyFigures(Part):
+    """Page one's numbers."""
+
+    injects: str
+    letters: int
+    expectations_met: int
+    expectations_missed: int
+    expectations_pending: int
+    people: int
+    bots: int
+    control_actions: int
+    letters_verified: str
 
 
 class AfterAction(Part):
@@ -193,11 +244,16 @@ class AfterAction(Part):
     inject_count: InjectCount
     timeline: list[TimelineEntry]
     injects: list[InjectMark]
+    msel: list[MselRow]
     objectives: list[ObjectiveResult]
     rating_rule: str
     improvement_plan: list[PlanRow]
     comms: Comms
     integrity: Integrity
+    key_figures: KeyFigures
+    evaluators: list[str] = Field(default_factory=list)
+    assessment: str = ""  # the evaluators' overall summary
+    feedback: FeedbackSummary | None = None
 
     def who(self, name: str) -> str:
         """A party as the report names it: its label, or its name when it has none."""
@@ -207,26 +263,117 @@ class AfterAction(Part):
 # --- the analysis --------------------------------------------------------------------------------
 
 
-def analyse(records: Sequence[Record]) -> AfterAction:
-    """The whole report from a log's records (as `read_log` returns them, chain already checked)."""
+def analyse(
+    records: Sequence[Record], notes: Notes | None = None, feedback: Sequence[Feedback] = ()
+) -> AfterAction:
+    """The whole report from a log's records (as `read_log` returns them, chain already checked),
+    with the evaluators' notes and the participants' feedback merged in when there are any."""
     if not records or records[0].get("kind") != "run_started":
         raise LogError("the event log does not start with run_started")
     start = records[0]
     who = _namer(start["data"].get("parties", []))
     letters = letter_tracks(records)
-    objectives = objective_results(records, letters)
+    notes = notes or Notes()
+    objectives = [
+        _with_notes(o, notes.objectives.get(o.id)) for o in objective_results(records, letters)
+    ]
+    seats = start["data"].get("parties", [])
+    checked = integrity(records, letters)
     return AfterAction(
         overview=overview(records, letters),
         control_actions=control_actions(records),
         inject_count=inject_count(records),
         timeline=timeline(records, who),
         injects=inject_marks(records),
+        msel=msel_rows(records),
         objectives=objectives,
         rating_rule=RATING_RULE,
         improvement_plan=improvement_plan(objectives),
         comms=comms(start, letters),
-        integrity=integrity(records, letters),
+        integrity=checked,
+        key_figures=key_figures(records, letters, checked),
+        evaluators=notes.evaluators,
+        assessment=notes.summary,
+        feedback=feedback_summary(feedback, len(seats)) if feedback else None,
     )
+
+
+def _with_notes(objective: ObjectiveResult, notes: ObjectiveNotes | None) -> ObjectiveResult:
+    if notes is None:
+        return objective
+    update: dict[str, Any] = {
+        "core_capability": notes.core_capability,
+        "strengths": notes.strengths,
+        "areas_for_improvement": notes.areas_for_improvement,
+    }
+    if notes.rating:
+        update |= {"rating": notes.rating, "rated_by": "evaluator"}
+    return objective.model_copy(update=update)
+
+
+def feedback_summary(answers: Sequence[Feedback], seats: int) -> FeedbackSummary:
+    ratings = [answer.rating for answer in answers if answer.rating is not None]
+    return FeedbackSummary(
+        answers=list(answers),
+        seats=seats,
+        mean_rating=sum(ratings) / len(ratings) if ratings else None,
+    )
+
+
+def key_figures(
+    records: Sequence[Record],
+    letters: list[LetterTrack],
+    checked: Integrity,
+) -> KeyFigures:
+    outcomes = Counter(e.outcome for e in expectation_results(records, letters))
+    plays = [str(p.get("play", "")) for p in records[0]["data"].get("parties", [])]
+    total = checked.verified + checked.failed
+    return KeyFigures(
+        injects=inject_count(records).text,
+        letters=len(letters),
+        expectations_met=outcomes["met"],
+        expectations_missed=outcomes["missed"],
+        expectations_pending=outcomes["pending"],
+        people=plays.count("human"),
+        bots=sum(play.startswith("bot:") for play in plays),
+        control_actions=len(control_actions(records)),
+        letters_verified=f"{checked.verified} of {total}"
+        + (f" ({checked.failed} FAILED)" if checked.failed else ""),
+    )
+
+
+def msel_rows(records: Sequence[Record]) -> list[MselRow]:
+    """The MSEL as planned against as played: when each inject was due and when it went out."""
+    played: dict[str, tuple[str, int | None, str]] = {}  # inject → (status, t, cause)
+    for record in records:
+        inject = str(record["data"].get("inject", ""))
+        kind = record["kind"]
+        before = played.get(inject, ("not fired", None, ""))[0]
+        if kind in _FIRED and before not in {"fired", "tasked"}:
+            status = "tasked" if kind == "inject_tasked" else "fired"
+            cause = str(record["data"].get("cause", "scheduled"))
+            played[inject] = (status, int(record["t"]), cause)
+        elif kind in {"inject_skipped", "inject_held"} and before not in {"fired", "tasked"}:
+            played[inject] = (kind.removeprefix("inject_"), None, "")
+    rows = []
+    for plan in records[0]["data"].get("injects", []):
+        status, t, cause = played.get(str(plan["id"]), ("not fired", None, ""))
+        rows.append(
+            MselRow(
+                id=str(plan["id"]),
+                move=plan.get("move"),
+                channel=str(plan.get("channel", "letter")),
+                sender=plan.get("from"),
+                to=list(plan.get("to", [])),
+                subject=str(plan.get("subject", "")),
+                contingency=bool(plan.get("contingency")),
+                planned_t=plan.get("t"),
+                played_t=t,
+                status=status,
+                cause=cause,
+            )
+        )
+    return rows
 
 
 def _namer(parties: Iterable[Mapping[str, Any]]) -> Who:
@@ -701,6 +848,7 @@ def _objective(
         total_weight=total,
         fraction=float(share) if share is not None else None,
         rating=rating(share),
+        suggested_rating=rating(share),
     )
 
 
@@ -718,8 +866,24 @@ def rating(share: Fraction | None) -> Rating:
 
 
 def improvement_plan(objectives: list[ObjectiveResult]) -> list[PlanRow]:
-    return [
-        PlanRow(objective=f"{o.id}: {o.text}", rating=o.rating)
-        for o in objectives
-        if o.rating in {"S", "M", "U"}
-    ]
+    """A row per area for improvement; an empty row for an S, M or U objective with none."""
+    rows = []
+    for o in objectives:
+        name = f"{o.id}: {o.text}"
+        for area in o.areas_for_improvement:
+            rows.append(
+                PlanRow(
+                    objective=name,
+                    rating=o.rating,
+                    capability=o.core_capability,
+                    issue=area.observation,
+                    corrective_action=area.corrective_action or area.recommendation,
+                    organisation=area.organisation,
+                    point_of_contact=area.point_of_contact,
+                    start=area.start,
+                    end=area.end,
+                )
+            )
+        if not o.areas_for_improvement and o.rating in {"S", "M", "U"}:
+            rows.append(PlanRow(objective=name, rating=o.rating, capability=o.core_capability))
+    return rows
