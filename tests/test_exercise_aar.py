@@ -223,3 +223,13 @@ def test_pdf_prints_with_a_page_per_part(run_dir: Path) -> None:
     pages = len(re.findall(rb"/Type\s*/Page\b", pdf))
     assert pages >= 8  # page one, then each part from a new page
     assert (run_dir / "report.html").is_file()  # what was printed
+
+
+def test_a_marking_cannot_break_out_of_the_print_stylesheet(run_dir: Path) -> None:
+    """The marking goes into the page margins as a CSS string, escaped: no markup gets out."""
+    aar = analyse(read_log(run_dir / "events.jsonl"))
+    evil = aar.overview.model_copy(update={"marking": 'SECRET"; } </style><script>x</script>'})
+    text = render_html(aar.model_copy(update={"overview": evil}))
+    assert "<script" not in text
+    assert text.count("</style>") == 1
+    assert '@top-center { content: "SECRET\\22 ; \\7d  \\3c /style\\3e ' in text

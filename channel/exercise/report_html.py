@@ -293,6 +293,29 @@ def _integrity_html(aar: AfterAction) -> Html:
     )
 
 
+def _css_string(text: str) -> str:
+    """A CSS string literal: escaped so no text can end the string or the style element."""
+    return (
+        '"'
+        + "".join(c if c.isalnum() or c in " -_.,:;/()" else f"\\{ord(c):x} " for c in text)
+        + '"'
+    )
+
+
+def _page_css(marking: str) -> str:
+    """Printed pages: the marking at the top and bottom of every page, and page numbers."""
+    label = _css_string(marking)
+    boxes = (
+        f"@top-center {{ content: {label}; }} @bottom-center {{ content: {label}; }}"
+        if marking
+        else ""
+    )
+    return (
+        "@page { " + boxes + ' @bottom-right { content: counter(page) " / " counter(pages); '
+        "font: 9px system-ui, sans-serif; color: #4b5563; } }\n"
+    )
+
+
 def render_html(aar: AfterAction) -> str:
     """One self-contained page: inline CSS and SVG, no scripts, nothing fetched."""
     marking = aar.overview.marking
@@ -319,7 +342,7 @@ def render_html(aar: AfterAction) -> str:
         Html('<meta charset="utf-8">'),
         Html('<meta name="viewport" content="width=device-width, initial-scale=1">'),
         el("title", f"{TITLE}: {aar.overview.title}"),
-        el("style", Html(CSS)),
+        el("style", Html(CSS + _page_css(marking))),
     )
     return "<!DOCTYPE html>\n" + el("html", head, body, lang="en") + "\n"
 
@@ -387,13 +410,14 @@ dl.area { display: grid; grid-template-columns: max-content 1fr; gap: 2px 12px;
 dl.area dt { font-weight: 600; } dl.area dd { margin: 0; }
 .capability { color: #374151; }
 svg { max-width: 100%; height: auto; }
-@page { size: A4; margin: 16mm 12mm; }
+@page { size: A4; margin: 16mm 12mm;
+  @top-center { font: 700 10px system-ui, sans-serif; color: #b91c1c; letter-spacing: .12em; }
+  @bottom-center { font: 700 10px system-ui, sans-serif; color: #b91c1c; letter-spacing: .12em; } }
 @media print {
   * { -webkit-print-color-adjust: exact; print-color-adjust: exact; }
   body { font-size: 10.5px; }
   main { max-width: none; padding: 0; }
-  .marking { position: fixed; left: 0; right: 0; padding: 2px; font-size: 9px; }
-  .marking.top { top: -12mm; } .marking.bottom { bottom: -12mm; }
+  .marking { display: none; }  /* the page margins carry it (@page, below) */
   section.part { break-before: page; }
   h2, h3, h4 { break-after: avoid; }
   tr, figure, article.objective > h3, dl.area { break-inside: avoid; }
