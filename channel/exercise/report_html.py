@@ -398,6 +398,10 @@ svg text { font-size: 11px; fill: #374151; }
 .receipt { stroke: #fff; stroke-width: 1; }
 .legend-band { fill: #eef2f7; stroke: #cbd5e1; }
 .bar-max { fill: #bfdbfe; } .bar-median { fill: #2563eb; }
+.control-mark line, .legend-control { stroke: #ea580c; stroke-width: 1.2; stroke-dasharray: 1 3; }
+.control-label { font-size: 10px; fill: #c2410c; }
+.letter-label { font-size: 10px; font-weight: 600; fill: #111827; paint-order: stroke;
+  stroke: #fff; stroke-width: 3px; stroke-linejoin: round; }
 .cover { margin: 18px 0 8px; }
 .cover .kind { text-transform: uppercase; letter-spacing: .08em; color: #4b5563; margin: 0;
   font-size: 12px; font-weight: 600; }
