@@ -117,7 +117,7 @@ def test_notes_template_then_report_merges_what_evaluators_wrote(run_dir: Path) 
 
 
 def test_a_bad_notes_file_is_one_clear_line(run_dir: Path) -> None:
-    """A date that is not a date names the file and the field, and no report is written."""
+    """A date that is not a date, or an objective the run lacks, is one line; no report."""
     (run_dir / "notes.yaml").write_text(
         "objectives:\n  OBJ-1:\n    areas_for_improvement:\n      - start: next week\n",
         encoding="utf-8",
@@ -129,6 +129,13 @@ def test_a_bad_notes_file_is_one_clear_line(run_dir: Path) -> None:
         "'next week' is not a date: write YYYY-MM-DD"
     )
     assert not (run_dir / "report.md").exists()
+    (run_dir / "notes.yaml").write_text("objectives:\n  OBJ-9:\n    rating: P\n", encoding="utf-8")
+    done = channel("exercise", "report", str(run_dir), "--format", "md")
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        "error: notes.yaml has notes on objective 'OBJ-9', which this exercise does not have "
+        "(objectives: OBJ-1, OBJ-2, OBJ-3, OBJ-4, OBJ-5)"
+    )
 
 
 def test_feedback_per_seat_by_flags_or_prompts_is_summarised(run_dir: Path) -> None:

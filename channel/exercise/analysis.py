@@ -33,7 +33,7 @@ from channel.exercise.comms import (
 from channel.exercise.eventlog import LogError
 from channel.exercise.feedback import Feedback
 from channel.exercise.integrity import Integrity, integrity
-from channel.exercise.notes import Area, Notes, ObjectiveNotes
+from channel.exercise.notes import NOTES_FILE, Area, Notes, NotesError, ObjectiveNotes
 from channel.exercise.scenario import format_duration, format_offset
 from channel.exercise.tally import InjectTally, describe_ended
 from channel.lifecycle import State
@@ -274,6 +274,7 @@ def analyse(
     who = _namer(start["data"].get("parties", []))
     letters = letter_tracks(records)
     notes = notes or Notes()
+    _check_notes(notes, [str(o["id"]) for o in start["data"].get("objectives", [])])
     objectives = [
         _with_notes(o, notes.objectives.get(o.id)) for o in objective_results(records, letters)
     ]
@@ -296,6 +297,16 @@ def analyse(
         assessment=notes.summary,
         feedback=feedback_summary(feedback, len(seats)) if feedback else None,
     )
+
+
+def _check_notes(notes: Notes, objectives: list[str]) -> None:
+    """Notes on an objective the run does not have would be lost without a word."""
+    for name in notes.objectives:
+        if name not in objectives:
+            raise NotesError(
+                f"{NOTES_FILE} has notes on objective {name!r}, which this exercise does not have "
+                f"(objectives: {', '.join(objectives) or 'none'})"
+            )
 
 
 def _with_notes(objective: ObjectiveResult, notes: ObjectiveNotes | None) -> ObjectiveResult:
