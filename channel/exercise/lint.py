@@ -861,7 +861,8 @@ def _letter_loops(source: Source) -> Iterator[Problem]:
     """Bots answering or forwarding each other's letters round a circle, for ever."""
     scenario = source.scenario
     steps: dict[tuple[str, str], list[_Step]] = {}
-    for name, bot in _bots(scenario).items():
+    bots = _bots(scenario)
+    for name, bot in bots.items():
         base: Where = ("policies", bot.name)
         for sender in (other.name for other in scenario.parties if other.name != name):
             rule = bot.rule_for(sender)
@@ -885,6 +886,9 @@ def _letter_loops(source: Source) -> Iterator[Problem]:
                 continue
             reported.add(frozenset(letters))
             path = ", then ".join(f"{a} to {b}" for a, b in letters)
+            stand_ins = sorted({b for _, b in letters if bots[b].rehearsal})
+            if stand_ins:
+                path += f" (in a rehearsal, where stand-ins play {', '.join(stand_ins)})"
             where = min((w for w, _ in rules), key=lambda w: source.line(*w))
             if all(sure for _, sure in rules):
                 message = (
