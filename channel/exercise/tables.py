@@ -70,11 +70,6 @@ def moves_table(aar: AfterAction) -> Table:
     return ["move", "title", "starts", "world time"], rows
 
 
-def objectives_table(aar: AfterAction) -> Table:
-    rows = [[o.id, o.text, o.rating, _share(o), str(len(o.expectations))] for o in aar.objectives]
-    return ["objective", "text", "suggested rating", "met (weighted)", "expectations"], rows
-
-
 def _share(objective: ObjectiveResult) -> str:
     if objective.fraction is None:
         return NO_VALUE
