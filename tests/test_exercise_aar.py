@@ -240,3 +240,24 @@ def test_a_marking_cannot_break_out_of_the_print_stylesheet(run_dir: Path) -> No
     assert "<script" not in text
     assert text.count("</style>") == 1
     assert '@top-center { content: "SECRET\\22 ; \\7d  \\3c /style\\3e ' in text
+
+
+def test_pdf_without_chromium_is_one_clear_line(run_dir: Path) -> None:
+    """With no Chromium on PATH, `--format pdf` says what to install and exits non-zero."""
+    python = Path(CHANNEL[0]).parent
+    done = subprocess.run(
+        [*CHANNEL, "exercise", "report", str(run_dir), "--format", "pdf"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={"PATH": str(python), "HOME": str(run_dir)},
+    )
+    assert "Traceback" not in done.stderr
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        "error: --format pdf prints with Chromium, and none is installed (apt-get install "
+        "chromium); the HTML report prints from any browser too"
+    )
+    assert not (run_dir / "report.pdf").exists()

@@ -73,8 +73,10 @@ class _Lanes:
         self.labels = {p: self._label_lines(p) for p in self.parties}
         tallest = max([14 * len(a) + 12 * len(b) for a, b in self.labels.values()] + [44])
         self.lane = max(72, tallest + 20)
+        self.titles = [self._title_lines(index) for index in range(len(aar.overview.moves))]
+        self.header = 10 + 14 * max([len(lines) for lines in self.titles] + [1])
         self.inject_rows = _rows([self._label_span(m.t, m.id) for m in aar.injects])
-        self.top = 24 + _ROW * (max(self.inject_rows, default=-1) + 1) + 8
+        self.top = self.header + _ROW * (max(self.inject_rows, default=-1) + 1) + 8
         self.lanes_bottom = self.top + self.lane * len(self.parties)
         self.control_rows = _rows(
             [self._label_span(a.t, _control_label(a)) for a in aar.control_actions]
@@ -87,6 +89,14 @@ class _Lanes:
         seat = next((p for p in self.aar.overview.parties if p.name == party), None)
         sub = [*wrap(party, _SUB_CHARS), *([seat.play] if seat else [])]
         return wrap(self.aar.who(party), _LABEL_CHARS), sub
+
+    def _title_lines(self, index: int) -> list[str]:
+        """A move's title, wrapped to its band (~7.5 px a character); cut only past 3 lines."""
+        moves = self.aar.overview.moves
+        end = moves[index + 1].t if index + 1 < len(moves) else self.span
+        room = max(int((self.x(end) - self.x(moves[index].t) - 8) / 7.5), 4)
+        lines = wrap(f"Move {moves[index].id}: {moves[index].title}", room)
+        return lines if len(lines) <= 3 else [*lines[:2], lines[2][: room - 1] + "…"]
 
     def _label_span(self, t: int, text: str) -> tuple[float, float]:
         x, width = self.x(t), _text_width(text) * 0.9
@@ -155,13 +165,11 @@ def _move_band(lanes: _Lanes, index: int) -> Html:
     end = moves[index + 1].t if index + 1 < len(moves) else lanes.span
     x0, x1 = lanes.x(move.t), lanes.x(end)
     title = f"Move {move.id}: {move.title}"
-    room = max(int((x1 - x0 - 8) / 7.5), 4)  # ~7.5 px a character at this size: cut, not overlap
-    shown = title if len(title) <= room else title[: room - 1] + "…"
     return el(
         "g",
         el("title", f"{title} (from {offset(move.t)}, world {world(move.world)})"),
         el("rect", x=_f(x0), y="0", width=_f(x1 - x0), height=_f(lanes.lanes_bottom)),
-        el("text", shown, x=_f(x0 + 5), y="16", class_="band-title"),
+        el("text", _lines(lanes.titles[index], x0 + 5, 16, 14), class_="band-title"),
         class_=f"move-band {'odd' if index % 2 else 'even'}",
         data_move=str(move.id),
     )
@@ -232,7 +240,7 @@ def _injects(lanes: _Lanes) -> Html:
 
 def _inject(lanes: _Lanes, inject_id: str, t: int, subject: str, row: int) -> Html:
     x = lanes.x(t)
-    label_y = 24 + _ROW * row + 10
+    label_y = lanes.header + _ROW * row + 10
     start, _ = lanes._label_span(t, inject_id)
     right = start < x
     return el(
