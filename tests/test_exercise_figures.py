@@ -201,3 +201,22 @@ def scenario() -> Scenario:
             "injects": injects,
         }
     )
+
+
+async def test_a_played_intermediary_relays_and_the_counts_agree(tmp_path: Path) -> None:
+    """Played through the courier: the Swiss bot's forwards are logged and count as relayed,
+    and run_ended and the report give the same count, contingencies included."""
+    from tests.test_exercise_run import rehearse, scenario
+
+    played = await rehearse(scenario(tmp_path), tmp_path / "run")
+    records = read_log(played.log)
+    report = analyse(records)
+    relays = {t.label: t.forwards for t in report.comms.letters if t.forwards}
+    assert relays  # the Swiss passed the director's letter on to Tehran
+    swiss = next(p for p in report.comms.totals if p.party == "ch.fdfa.protecting-power")
+    assert swiss.relayed == sorted(relays.values(), key=lambda label: int(label[1:]))
+    assert not set(swiss.unanswered) & set(relays.values())
+    ended = records[-1]["data"]
+    assert describe_ended(ended) == report.inject_count.text
+    assert ended["contingencies_fired"] == report.inject_count.contingencies
+    assert report.inject_count.fired == len({m.id for m in report.injects})
