@@ -715,10 +715,17 @@ def _problem(error: Any, lines: dict[Any, int], file: str) -> Problem:
         message = f"unknown field {loc[-1]!r} (misspelt?)"
     elif error["type"] == "missing":
         message = f"missing required field {loc[-1]!r}"
-    elif error["type"] == "string_pattern_mismatch" and error["ctx"]["pattern"] in _RULES:
-        what, rule = _RULES[error["ctx"]["pattern"]]
-        message = f"{error['input']!r} is not {what}: use {rule}"
+    elif pattern_message(error):
+        message = pattern_message(error) or message
     return Problem(file, line, message, _dotted(loc))
+
+
+def pattern_message(error: Any) -> str | None:
+    """A pydantic pattern mismatch on a name, id or seat, in words rather than the regex."""
+    if error["type"] != "string_pattern_mismatch" or error["ctx"]["pattern"] not in _RULES:
+        return None
+    what, rule = _RULES[error["ctx"]["pattern"]]
+    return f"{error['input']!r} is not {what}: use {rule}"
 
 
 # A pattern mismatch in words, not as the raw regular expression.
