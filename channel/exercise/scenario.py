@@ -715,8 +715,8 @@ def _problem(error: Any, lines: dict[Any, int], file: str) -> Problem:
         message = f"unknown field {loc[-1]!r} (misspelt?)"
     elif error["type"] == "missing":
         message = f"missing required field {loc[-1]!r}"
-    elif pattern_message(error):
-        message = pattern_message(error) or message
+    elif (readable := pattern_message(error)) is not None:
+        message = readable
     return Problem(file, line, message, _dotted(loc))
 
 
