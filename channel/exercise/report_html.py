@@ -419,13 +419,13 @@ svg { max-width: 100%; height: auto; }
   @bottom-center { font: 700 10px system-ui, sans-serif; color: #b91c1c; letter-spacing: .12em; } }
 @media print {
   * { -webkit-print-color-adjust: exact; print-color-adjust: exact; }
-  body { font-size: 10.5px; }
+  body { font-size: 12px; }
   main { max-width: none; padding: 0; }
   .marking { display: none; }  /* the page margins carry it (@page, below) */
   section.part { break-before: page; }
   h2, h3, h4 { break-after: avoid; }
   tr, figure, article.objective > h3, dl.area { break-inside: avoid; }
-  table { font-size: 9.5px; width: 100%; }
+  table { font-size: 10.5px; width: 100%; }
   th, td { padding: 2px 4px; }
   table.facts td { word-break: break-word; }
   .charts { grid-template-columns: 1fr; }
