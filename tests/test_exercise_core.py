@@ -292,8 +292,9 @@ def test_reply_subjects_do_not_stack() -> None:
 
 
 def test_the_live_view_counts_msel_progress_and_expectations(tmp_path: Path) -> None:
-    """Fired, tasked and skipped injects advance the MSEL bar (contingencies do not); met and
-    missed expectations are counted; a pause shows on the header."""
+    """The MSEL bar counts injects fired or tasked, contingencies included, out of what is left
+    to fire (a skipped inject leaves it); met and missed expectations are counted; a pause shows
+    on the header."""
     path = tmp_path / "small.yaml"
     path.write_text(SMALL, encoding="utf-8")
     view = LiveView(load_scenario(path).scenario, Console(file=io.StringIO()), live=False)
@@ -307,6 +308,8 @@ def test_the_live_view_counts_msel_progress_and_expectations(tmp_path: Path) -> 
     view.show(record("expectation_met", expectation="E", check="sent", **{"from": "a", "to": "b"}))
     view.show(record("control", command="pause"))
     (task,) = view.progress.tasks
-    assert (task.completed, task.total) == (2, 3)  # INJ-01 and INJ-02 of three scheduled
+    # INJ-01 and the contingency INJ-C fired; three scheduled, less INJ-02 skipped, plus INJ-C.
+    assert (task.completed, task.total) == (2, 3)
+    assert task.description == "2 injects fired (1 contingency): 1 of 3 scheduled, 1 skipped"
     assert (view.met, view.missed, view.paused) == (1, 0, True)
     assert "[PAUSED]" in view._header().plain

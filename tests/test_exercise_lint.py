@@ -612,3 +612,166 @@ def test_findings_print_as_file_line_and_severity(tmp_path: Path) -> None:
     assert str(finding) == (
         f"{path}:{marked(path)[0]}: warning: {finding.message} (objectives.1.id)"
     )
+
+
+# --- blind spots: what only the whole cast shows -------------------------------------------------
+
+
+def test_news_with_a_from_is_a_warning(tmp_path: Path) -> None:
+    """Wire news comes from the control cell: a `from` on it would be silently ignored."""
+    injects = swap(
+        INJECTS, "    channel: news\n", "    channel: news\n    from: ir.irgc.quds  # <-\n"
+    )
+    finding = one(write(tmp_path, injects=injects), "warning")
+    assert "wire news" in finding.message
+    assert "its `from` (ir.irgc.quds) is ignored" in finding.message
+
+
+EXPECT_OPENED = """\
+      - id: EXP-02
+        check: opened
+        from: {sender}  # <-
+        to: {recipient}
+        within: 6h
+"""
+
+
+def test_expectation_on_a_letter_nobody_writes_is_an_error(tmp_path: Path) -> None:
+    """`opened` the wrong way round waits on a letter no seat ever writes: an error, saying why."""
+    wrong = EXPECT_OPENED.format(sender="ir.irgc.quds", recipient="us.cia.director")
+    injects = swap(
+        INJECTS, "        contingency: INJ-02\n", "        contingency: INJ-02\n" + wrong
+    )
+    finding = one(write(tmp_path, injects=injects))
+    assert finding.message == (
+        "EXP-02 (opened) waits on a letter from ir.irgc.quds to us.cia.director, and no one ever "
+        "writes one, so it can never be met; INJ-01's letter goes from us.cia.director to "
+        "ir.irgc.quds: swap `from` and `to`"
+    )
+    # The right way round is clean.
+    right = EXPECT_OPENED.format(sender="us.cia.director", recipient="ir.irgc.quds")
+    injects = swap(
+        INJECTS, "        contingency: INJ-02\n", "        contingency: INJ-02\n" + right
+    )
+    assert lint_file(write(tmp_path, injects=injects)) == []
+
+
+def test_replied_the_wrong_way_round_is_a_warning_when_such_letters_exist(tmp_path: Path) -> None:
+    """A swapped `replied` that other letters could meet does not watch its inject's letter."""
+    replied = EXPECT_OPENED.replace("opened", "replied").format(
+        sender="ir.irgc.quds", recipient="us.cia.director"
+    )
+    injects = swap(
+        INJECTS, "        contingency: INJ-02\n", "        contingency: INJ-02\n" + replied
+    )
+    # The Quds bot now writes to the director on its own, so the letter can exist, and the
+    # director's stand-in answers it.
+    policies = swap(
+        POLICIES,
+        "    state: {patience: 3}\n",
+        "    state: {patience: 3}\n    letters:\n      - from: ir.irgc.quds\n"
+        "        reply: {body: Understood.}\n",
+    )
+    policies = policies + (
+        "    injects:\n"
+        "      - inject: INJ-01\n"
+        "        send: {to: us.cia.director, subject: Received, body: Noted.}\n"
+    )
+    finding = one(write(tmp_path, injects=injects, policies=policies), "warning")
+    assert "watches letters from ir.irgc.quds to us.cia.director, not INJ-01's own" in (
+        finding.message
+    )
+    assert "swap `from` and `to`" in finding.message
+
+
+def test_stand_in_that_never_does_the_expected_action_is_a_warning(tmp_path: Path) -> None:
+    """A tasking the human seat's stand-in never performs would fail every rehearsal."""
+    tasking = (
+        "  - id: INJ-03\n"
+        "    at: T+00:20:00\n"
+        "    from: ch.protecting-power\n"
+        "    to: us.cia.director\n"
+        "    subject: Read our note\n"
+        "    objectives: [OBJ-1]\n"
+        "    expect:\n"
+        "      - id: EXP-03\n"
+        "        check: opened  # <-\n"
+        "        from: ch.protecting-power\n"
+        "        to: us.cia.director\n"
+        "        within: 2h\n"
+    )
+    policies = swap(
+        POLICIES,
+        "    state: {patience: 3}\n",
+        "    state: {patience: 3}\n    letters:\n      - from: ch.protecting-power\n"
+        "        open: 0\n",
+    )
+    finding = one(write(tmp_path, injects=INJECTS + tasking, policies=policies), "warning")
+    assert finding.message.startswith(
+        "in a rehearsal, us.cia.director's stand-in (bot:director) never does what EXP-03 "
+        "expects (open letters from ch.protecting-power)"
+    )
+    # A stand-in that opens it is clean.
+    assert lint_file(write(tmp_path, injects=INJECTS + tasking)) == []
+
+
+SWISS = """\
+  swiss:
+    letters:
+      - forward:
+          to: ir.irgc.quds
+"""
+QUDS_REPLIES = """\
+      - open: 1
+        reply:  # <-
+          body: Noted.
+          probability: {p}
+"""
+
+
+@pytest.mark.parametrize(("p", "severity"), [("1.0", "error"), ("0.5", "warning")])
+def test_reply_loop_through_an_intermediary(tmp_path: Path, p: str, severity: str) -> None:
+    """An intermediary forwarding every answer back is a loop: certain, an error; else a warning."""
+    parties = swap(PARTIES, "    play: control\n", "    play: bot:swiss\n")
+    policies = POLICIES + SWISS + ""
+    policies = swap(
+        policies,
+        "        reason: Not accepted\n",
+        "        reason: Not accepted\n" + QUDS_REPLIES.format(p=p),
+    )
+    finding = one(write(tmp_path, parties=parties, policies=policies), severity)
+    assert (
+        "ch.protecting-power to ir.irgc.quds, then ir.irgc.quds to ch.protecting-power, then again"
+    ) in finding.message
+
+
+def test_readable_error_for_a_malformed_party_name(tmp_path: Path) -> None:
+    """A party name that breaks the naming rule is explained in words, not as a regex."""
+    injects = swap(INJECTS, "    to: ir.irgc.quds\n    subject", "    to: IRGC  # <-\n    subject")
+    finding = one(write(tmp_path, injects=injects))
+    assert finding.message == (
+        "'IRGC' is not a party name: use 3-64 characters of lowercase ASCII letters, digits, "
+        "'.' and '-', starting with a letter"
+    )
+
+
+def test_a_duplicate_id_is_not_suggested_for_the_missing_one(tmp_path: Path) -> None:
+    """A reference to a missing id points at a duplicate id, not a misleading 'did you mean'."""
+    injects = INJECTS + (
+        "  - id: INJ-01  # <-\n"
+        "    at: T+00:10:00\n"
+        "    channel: news\n"
+        "    subject: Meant to be INJ-03\n"
+        "  - id: INJ-04\n"
+        "    after: {inject: INJ-03}  # <-\n"
+        "    channel: news\n"
+        "    subject: Follows INJ-03\n"
+    )
+    path = write(tmp_path, injects=injects)
+    found = lint_file(path)
+    assert [f.line for f in found] == marked(path)
+    assert found[1].message == (
+        "no inject 'INJ-03' ('INJ-01' is used twice: is one of them meant to be 'INJ-03'?) for "
+        "INJ-04 to follow: fix the id"
+    )
+    assert "did you mean" not in found[1].message

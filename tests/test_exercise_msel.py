@@ -348,7 +348,7 @@ def test_import_points_validation_errors_at_cells(scenario: Scenario) -> None:
     assert found[0][2] == (
         "expectation 1, within: 'soon' is not a duration such as 90m, 6h or 1d12h"
     )
-    assert found[1][2].startswith("'Not A Party': String should match pattern")
+    assert found[1][2].startswith("'Not A Party' is not a party name: use 3-64 characters")
 
 
 def test_import_refuses_a_line_that_is_not_an_expectation(scenario: Scenario) -> None:

@@ -214,6 +214,7 @@ class Tabletop:
         *,
         subject: str | None = None,
         in_reply_to: str | None = None,
+        forwards: str | None = None,
     ) -> None:
         original = self.letters[in_reply_to].sealed.envelope.id if in_reply_to else None
         sealed = seal_letter(
@@ -238,7 +239,7 @@ class Tabletop:
             "subject": subject,
             "by": "human" if subject is None else "bot",
             "size": sealed.envelope.ciphertext_size,
-        }
+        } | ({"forwards": forwards} if forwards else {})
         evidence = {
             "letter_id": sealed.envelope.id,
             "envelope": sealed.envelope.model_dump(mode="json", exclude_none=True),
@@ -296,7 +297,7 @@ class Tabletop:
         )
         return status.model_dump(mode="json", exclude_none=True)
 
-    def finish(self, t: int, final: Final) -> None:
+    def finish(self, t: int, final: Final, ended: dict[str, Any] | None = None) -> None:
         for label in self.letters:
             status = final(label, self.status(label))
             if status is not None:
@@ -306,7 +307,7 @@ class Tabletop:
                     "receipts": len(status["receipts"]),
                 }
                 self.write("letter_final", t, data, {"status": status})
-        data = {"reason": "end", "injects_fired": 4, "injects_total": 4, "letters": 8}
+        data = ended or {"reason": "end", "injects_fired": 4, "injects_total": 4, "letters": 8}
         self.write("run_ended", t, data, {"head": self.log.head})
 
 
@@ -431,7 +432,8 @@ def test_artificialities_say_how_the_exercise_differs_from_the_world(aar: AfterA
         "world clock runs 60× exercise time",
         "courier latency simulated: letters took up to 30m (world time) to be delivered",
         "moves jump world time (move 2 starts at 2017-11-23T09:00:00.000Z)",
-        "the control cell intervened: pause ×1, resume ×1",
+        "T+00:08:20: the control cell paused the exercise",
+        "T+00:08:20: the control cell resumed the exercise after 0s of wall time",
     ]
 
 
@@ -501,7 +503,7 @@ def test_improvement_plan_has_a_row_per_objective_not_performed(aar: AfterAction
         ("OBJ-3: Objective 3", "M"),
         ("OBJ-4: Objective 4", "U"),
     ]
-    assert all(row.owner == row.corrective_action == row.completion == "" for row in plan)
+    assert all(row.point_of_contact == row.corrective_action == row.end == "" for row in plan)
     assert all(o.strengths == [] and o.strengths_hint for o in aar.objectives)
 
 
@@ -535,7 +537,7 @@ def test_per_party_totals(aar: AfterAction) -> None:
     assert (a.sent, a.received, a.opened, a.returned_unopened) == (3, 3, 2, 0)
     assert a.time_to_open.seconds == [1800.0, 3600.0]
     assert (a.time_to_open.median, a.time_to_open.max) == (2700.0, 3600.0)
-    assert (a.unanswered, a.undecided) == (["L3", "L8"], ["L5"])
+    assert (a.relayed, a.unanswered, a.undecided) == ([], ["L3", "L8"], ["L5"])
     assert (b.sent, b.received, b.opened, b.returned_unopened) == (1, 4, 1, 2)
     assert b.time_to_open.seconds == [7200.0]
     assert (b.unanswered, b.undecided) == (["L4"], [])  # L7 was withdrawn, not left undecided
@@ -761,12 +763,12 @@ def test_markdown_has_the_tables(aar: AfterAction) -> None:
     text = render_markdown(aar)
     assert "| from \\\\ to | CIA Director | Quds Force | Swiss Embassy |" in text
     assert "| Swiss Embassy | 2 | 2 | 0 |" in text
-    assert "| CIA Director | 3 | 3 | 2 | 0 | 45m | 1h | — | — | L3, L8 | L5 |" in text
+    assert "| CIA Director | 3 | 3 | 2 | 0 | 45m | 1h | — | — | — | L3, L8 | L5 |" in text
     assert (
-        "| objective | area for improvement | corrective action | capability element | owner "
-        "| start | completion |"
+        "| core capability | objective (rating) | issue / area for improvement | corrective action "
+        "| organisation | point of contact | start | end |"
     ) in text
-    assert "| OBJ-3: Objective 3 (M) |  |  |  |  |  |  |" in text
+    assert "|  | OBJ-3: Objective 3 (M) |  |  |  |  |  |  |" in text
     assert "&lt;script>alert('x')&lt;/script> & co" in text
     assert text.startswith("**EXERCISE EXERCISE EXERCISE**")
 
@@ -777,7 +779,8 @@ def test_json_round_trips(aar: AfterAction) -> None:
 
 
 def test_write_reports_writes_each_format(known: tuple[Path, AfterAction], tmp_path: Path) -> None:
-    """report.html, report.md and report.json from the log file; an unknown format is refused."""
+    """report.html, report.md and report.json from the log file (PDF only when asked); an unknown
+    format is refused."""
     path, _ = known
     written = write_reports(path, tmp_path / "out")
     assert {name: p.name for name, p in written.items()} == {
@@ -786,8 +789,8 @@ def test_write_reports_writes_each_format(known: tuple[Path, AfterAction], tmp_p
         "json": "report.json",
     }
     assert all(p.stat().st_size > 1000 for p in written.values())
-    with pytest.raises(ValueError, match="pdf"):
-        write_reports(path, tmp_path / "out", ["pdf"])
+    with pytest.raises(ValueError, match="docx"):
+        write_reports(path, tmp_path / "out", ["docx"])
 
 
 CHROMIUM_FLAGS = [

@@ -31,8 +31,11 @@ from channel.exercise.comms import (
     world_seconds,
 )
 from channel.exercise.eventlog import LogError
+from channel.exercise.feedback import Feedback
 from channel.exercise.integrity import Integrity, integrity
-from channel.exercise.scenario import format_duration
+from channel.exercise.notes import NOTES_FILE, Area, Notes, NotesError, ObjectiveNotes
+from channel.exercise.scenario import format_duration, format_offset
+from channel.exercise.tally import InjectTally, describe_ended
 from channel.protocol.lifecycle import State
 
 Outcome = Literal["met", "missed", "pending", "not fired"]
@@ -46,8 +49,13 @@ RATING_RULE = (
     "performed). Pending expectations count as not met; expectations of injects that never fired "
     "are left out; an objective with no expectations is not assessed. The evaluator decides."
 )
-STRENGTHS_HINT = "Evaluator: what went well, with the evidence that shows it."
-AREAS_HINT = "Evaluator: what to improve, with its root cause."
+STRENGTHS_HINT = (
+    "Evaluator: what went well, with the evidence that shows it (notes.yaml: "
+    "`channel exercise notes RUN`)."
+)
+AREAS_HINT = (
+    "Evaluator: what to improve: the observation, its root cause and a recommendation (notes.yaml)."
+)
 
 
 # --- the overview --------------------------------------------------------------------------------
@@ -94,6 +102,28 @@ class Overview(Part):
     objectives: list[ObjectiveText]
     moves: list[MoveInfo]
     artificialities: list[str]
+
+
+class ControlAction(Part):
+    """Something the control cell did by hand: pause, resume, speed, fire, skip, hold, release."""
+
+    t: int
+    world: str
+    wall: str
+    command: str
+    argument: str | None
+    text: str
+
+
+class InjectCount(Part):
+    """How far through the MSEL the run got (`channel.exercise.tally`): the one count."""
+
+    fired: int
+    contingencies: int
+    scheduled_fired: int
+    scheduled: int
+    skipped: int
+    text: str
 
 
 class TimelineEntry(Part):
@@ -145,35 +175,85 @@ class ObjectiveResult(Part):
     met_weight: int
     total_weight: int
     fraction: float | None
-    rating: Rating
+    rating: Rating  # the evaluator's, when notes.yaml gives one; else the suggested one
+    suggested_rating: Rating
+    rated_by: Literal["evaluator", "suggested"] = "suggested"
+    core_capability: str = ""
     strengths: list[str] = Field(default_factory=list)
-    areas_for_improvement: list[str] = Field(default_factory=list)
+    areas_for_improvement: list[Area] = Field(default_factory=list)
     strengths_hint: str = STRENGTHS_HINT
     areas_hint: str = AREAS_HINT
 
 
 class PlanRow(Part):
-    """One improvement-plan row; the objective is filled in, the rest is the evaluator's."""
+    """One improvement-plan row (HSEEP IP): from an area for improvement in the notes, or, for
+    an objective rated S, M or U that has none yet, an empty row for the evaluator."""
 
     objective: str
     rating: Rating
-    area_for_improvement: str = ""
+    capability: str = ""
+    issue: str = ""
     corrective_action: str = ""
-    capability_element: str = ""
-    owner: str = ""
+    organisation: str = ""
+    point_of_contact: str = ""
     start: str = ""
-    completion: str = ""
+    end: str = ""
+
+
+class FeedbackSummary(Part):
+    """The participants' hot-wash answers, per seat."""
+
+    answers: list[Feedback]
+    seats: int  # how many seats the exercise had
+    mean_rating: float | None
+
+
+class MselRow(Part):
+    """One inject as planned (run_started) and as played (the log)."""
+
+    id: str
+    move: int | None
+    channel: str
+    sender: str | None
+    to: list[str]
+    subject: str
+    contingency: bool
+    planned_t: int | None
+    played_t: int | None
+    status: str  # fired, tasked, skipped, held, not fired
+    cause: str  # scheduled, control, contingency:EXP, after:X
+
+
+class KeyFigures(Part):
+    """Page one's numbers."""
+
+    injects: str
+    letters: int
+    expectations_met: int
+    expectations_missed: int
+    expectations_pending: int
+    people: int
+    bots: int
+    control_actions: int
+    letters_verified: str
 
 
 class AfterAction(Part):
     overview: Overview
+    control_actions: list[ControlAction]
+    inject_count: InjectCount
     timeline: list[TimelineEntry]
     injects: list[InjectMark]
+    msel: list[MselRow]
     objectives: list[ObjectiveResult]
     rating_rule: str
     improvement_plan: list[PlanRow]
     comms: Comms
     integrity: Integrity
+    key_figures: KeyFigures
+    evaluators: list[str] = Field(default_factory=list)
+    assessment: str = ""  # the evaluators' overall summary
+    feedback: FeedbackSummary | None = None
 
     def who(self, name: str) -> str:
         """A party as the report names it: its label, or its name when it has none."""
@@ -183,24 +263,128 @@ class AfterAction(Part):
 # --- the analysis --------------------------------------------------------------------------------
 
 
-def analyse(records: Sequence[Record]) -> AfterAction:
-    """The whole report from a log's records (as `read_log` returns them, chain already checked)."""
+def analyse(
+    records: Sequence[Record], notes: Notes | None = None, feedback: Sequence[Feedback] = ()
+) -> AfterAction:
+    """The whole report from a log's records (as `read_log` returns them, chain already checked),
+    with the evaluators' notes and the participants' feedback merged in when there are any."""
     if not records or records[0].get("kind") != "run_started":
         raise LogError("the event log does not start with run_started")
     start = records[0]
     who = _namer(start["data"].get("parties", []))
     letters = letter_tracks(records)
-    objectives = objective_results(records, letters)
+    notes = notes or Notes()
+    _check_notes(notes, [str(o["id"]) for o in start["data"].get("objectives", [])])
+    objectives = [
+        _with_notes(o, notes.objectives.get(o.id)) for o in objective_results(records, letters)
+    ]
+    seats = start["data"].get("parties", [])
+    checked = integrity(records, letters)
     return AfterAction(
         overview=overview(records, letters),
+        control_actions=control_actions(records),
+        inject_count=inject_count(records),
         timeline=timeline(records, who),
         injects=inject_marks(records),
+        msel=msel_rows(records),
         objectives=objectives,
         rating_rule=RATING_RULE,
         improvement_plan=improvement_plan(objectives),
         comms=comms(start, letters),
-        integrity=integrity(records, letters),
+        integrity=checked,
+        key_figures=key_figures(records, letters, checked),
+        evaluators=notes.evaluators,
+        assessment=notes.summary,
+        feedback=feedback_summary(feedback, len(seats)) if feedback else None,
     )
+
+
+def _check_notes(notes: Notes, objectives: list[str]) -> None:
+    """Notes on an objective the run does not have would be lost without a word."""
+    for name in notes.objectives:
+        if name not in objectives:
+            raise NotesError(
+                f"{NOTES_FILE} has notes on objective {name!r}, which this exercise does not have "
+                f"(objectives: {', '.join(objectives) or 'none'})"
+            )
+
+
+def _with_notes(objective: ObjectiveResult, notes: ObjectiveNotes | None) -> ObjectiveResult:
+    if notes is None:
+        return objective
+    update: dict[str, Any] = {
+        "core_capability": notes.core_capability,
+        "strengths": notes.strengths,
+        "areas_for_improvement": notes.areas_for_improvement,
+    }
+    if notes.rating:
+        update |= {"rating": notes.rating, "rated_by": "evaluator"}
+    return objective.model_copy(update=update)
+
+
+def feedback_summary(answers: Sequence[Feedback], seats: int) -> FeedbackSummary:
+    ratings = [answer.rating for answer in answers if answer.rating is not None]
+    return FeedbackSummary(
+        answers=list(answers),
+        seats=seats,
+        mean_rating=sum(ratings) / len(ratings) if ratings else None,
+    )
+
+
+def key_figures(
+    records: Sequence[Record],
+    letters: list[LetterTrack],
+    checked: Integrity,
+) -> KeyFigures:
+    outcomes = Counter(e.outcome for e in expectation_results(records, letters))
+    plays = [str(p.get("play", "")) for p in records[0]["data"].get("parties", [])]
+    total = checked.verified + checked.failed
+    return KeyFigures(
+        injects=inject_count(records).text,
+        letters=len(letters),
+        expectations_met=outcomes["met"],
+        expectations_missed=outcomes["missed"],
+        expectations_pending=outcomes["pending"],
+        people=plays.count("human"),
+        bots=sum(play.startswith("bot:") for play in plays),
+        control_actions=len(control_actions(records)),
+        letters_verified=f"{checked.verified} of {total}"
+        + (f" ({checked.failed} FAILED)" if checked.failed else ""),
+    )
+
+
+def msel_rows(records: Sequence[Record]) -> list[MselRow]:
+    """The MSEL as planned against as played: when each inject was due and when it went out."""
+    played: dict[str, tuple[str, int | None, str]] = {}  # inject → (status, t, cause)
+    for record in records:
+        inject = str(record["data"].get("inject", ""))
+        kind = record["kind"]
+        before = played.get(inject, ("not fired", None, ""))[0]
+        if kind in _FIRED and before not in {"fired", "tasked"}:
+            status = "tasked" if kind == "inject_tasked" else "fired"
+            cause = str(record["data"].get("cause", "scheduled"))
+            played[inject] = (status, int(record["t"]), cause)
+        elif kind in {"inject_skipped", "inject_held"} and before not in {"fired", "tasked"}:
+            played[inject] = (kind.removeprefix("inject_"), None, "")
+    rows = []
+    for plan in records[0]["data"].get("injects", []):
+        status, t, cause = played.get(str(plan["id"]), ("not fired", None, ""))
+        rows.append(
+            MselRow(
+                id=str(plan["id"]),
+                move=plan.get("move"),
+                channel=str(plan.get("channel", "letter")),
+                sender=plan.get("from"),
+                to=list(plan.get("to", [])),
+                subject=str(plan.get("subject", "")),
+                contingency=bool(plan.get("contingency")),
+                planned_t=plan.get("t"),
+                played_t=t,
+                status=status,
+                cause=cause,
+            )
+        )
+    return rows
 
 
 def _namer(parties: Iterable[Mapping[str, Any]]) -> Who:
@@ -266,13 +450,14 @@ def artificialities(
     """Where the exercise differs from the world it plays, in plain sentences."""
     data = records[0]["data"]
     rate = world_rate(records[0])
+    actions = control_actions(records)
     found = [
         *_seat_sentences(data.get("parties", []), bool(data.get("rehearse", False))),
-        _speed_sentence(str(data.get("speed", "1"))),
+        _speed_sentence(str(data.get("speed", "1")), actions),
         f"world clock runs {_times(rate)} exercise time" if rate and rate != 1 else None,
         _latency_sentence(data.get("latency"), letters),
         _jump_sentence(moves, rate),
-        _control_sentence(records),
+        *(f"{_offset(a.t)}: {a.text}" for a in actions),
     ]
     return [sentence for sentence in found if sentence]
 
@@ -293,12 +478,22 @@ def _seat_sentences(parties: list[Mapping[str, Any]], rehearse: bool) -> list[st
     return sentences
 
 
-def _speed_sentence(speed: str) -> str | None:
+def _speed_sentence(speed: str, actions: list[ControlAction]) -> str | None:
+    changes = [a for a in actions if a.command == "speed"]
     if speed == "max":
-        return "run at speed max: exercise time compressed (waits skipped)"
-    if speed in {"1", "1.0", ""}:
+        text = "run at speed max: exercise time compressed (waits skipped)"
+    elif speed in {"1", "1.0", ""} and not changes:
         return None
-    return f"run at speed {speed}: exercise time ran {speed}× wall time"
+    else:
+        text = f"run at speed {speed}: exercise time ran {speed}× wall time"
+    if changes:
+        listed = ", ".join(f"to {a.argument} at {_offset(a.t)}" for a in changes)
+        text += f"; the control cell changed the speed {len(changes)}× ({listed})"
+    return text
+
+
+def _offset(t_ms: int) -> str:
+    return format_offset(t_ms / 1000)
 
 
 def _times(rate: float) -> str:
@@ -344,12 +539,69 @@ def _jump_sentence(moves: list[MoveInfo], rate: float | None) -> str | None:
     return f"moves jump world time ({'; '.join(jumps)})" if jumps else None
 
 
-def _control_sentence(records: Sequence[Record]) -> str | None:
-    commands = Counter(str(r["data"].get("command")) for r in records if r["kind"] == "control")
-    if not commands:
-        return None
-    listed = ", ".join(f"{command} ×{count}" for command, count in sorted(commands.items()))
-    return f"the control cell intervened: {listed}"
+_BY_HAND = {
+    "inject_skipped": "skip",
+    "inject_held": "hold",
+    "inject_released": "release",
+}
+
+
+def control_actions(records: Sequence[Record]) -> list[ControlAction]:
+    """Every command the control cell gave, in order, each with its time and what it did."""
+    actions: list[ControlAction] = []
+    paused: Record | None = None
+    for record in records:
+        data = record["data"]
+        if record["kind"] == "control":
+            command = str(data.get("command"))
+        elif record["kind"] in _BY_HAND and data.get("by", "control") == "control":
+            command = _BY_HAND[record["kind"]]
+        else:
+            continue
+        argument = data.get("argument") or data.get("inject")
+        text = _ACTION_TEXT.get(command, "the control cell: {command} {argument}").format(
+            command=command, argument=argument
+        )
+        if command == "pause":
+            paused = record
+        elif command == "resume" and paused is not None:
+            stopped = world_seconds(str(paused["wall"]), str(record["wall"]))
+            text += f" after {format_duration(stopped)} of wall time"
+            paused = None
+        actions.append(
+            ControlAction(
+                t=int(record["t"]),
+                world=str(record["world"]),
+                wall=str(record["wall"]),
+                command=command,
+                argument=str(argument) if argument is not None else None,
+                text=text,
+            )
+        )
+    return actions
+
+
+_ACTION_TEXT = {
+    "pause": "the control cell paused the exercise",
+    "resume": "the control cell resumed the exercise",
+    "speed": "the control cell set the speed to {argument}",
+    "fire": "the control cell fired {argument} by hand",
+    "skip": "the control cell skipped {argument}",
+    "hold": "the control cell held {argument}",
+    "release": "the control cell released {argument}",
+}
+
+
+def inject_count(records: Sequence[Record]) -> InjectCount:
+    tally = InjectTally.from_records(records)
+    return InjectCount(
+        fired=len(tally.fired),
+        contingencies=tally.contingencies_fired,
+        scheduled_fired=tally.scheduled_fired,
+        scheduled=len(tally.scheduled),
+        skipped=len(tally.skipped),
+        text=tally.text(),
+    )
 
 
 # --- timeline ------------------------------------------------------------------------------------
@@ -435,10 +687,8 @@ def _action_failed(data: Record, who: Who) -> str:
 
 
 def _run_ended(data: Record, who: Who) -> str:
-    return (
-        f"Exercise ended ({data.get('reason')}): {data.get('injects_fired')} of "
-        f"{data.get('injects_total')} injects fired, {data.get('letters')} letters"
-    )
+    count = describe_ended(data)
+    return f"Exercise ended ({data.get('reason')}): {count}, {data.get('letters')} letters"
 
 
 _DESCRIBE: dict[str, Callable[[Record, Who], str]] = {
@@ -609,6 +859,7 @@ def _objective(
         total_weight=total,
         fraction=float(share) if share is not None else None,
         rating=rating(share),
+        suggested_rating=rating(share),
     )
 
 
@@ -626,8 +877,24 @@ def rating(share: Fraction | None) -> Rating:
 
 
 def improvement_plan(objectives: list[ObjectiveResult]) -> list[PlanRow]:
-    return [
-        PlanRow(objective=f"{o.id}: {o.text}", rating=o.rating)
-        for o in objectives
-        if o.rating in {"S", "M", "U"}
-    ]
+    """A row per area for improvement; an empty row for an S, M or U objective with none."""
+    rows = []
+    for o in objectives:
+        name = f"{o.id}: {o.text}"
+        for area in o.areas_for_improvement:
+            rows.append(
+                PlanRow(
+                    objective=name,
+                    rating=o.rating,
+                    capability=o.core_capability,
+                    issue=area.observation,
+                    corrective_action=area.corrective_action or area.recommendation,
+                    organisation=area.organisation,
+                    point_of_contact=area.point_of_contact,
+                    start=area.start,
+                    end=area.end,
+                )
+            )
+        if not o.areas_for_improvement and o.rating in {"S", "M", "U"}:
+            rows.append(PlanRow(objective=name, rating=o.rating, capability=o.core_capability))
+    return rows

@@ -77,6 +77,7 @@ class Outgoing:
     delay: float
     precedence: Precedence = Precedence.ROUTINE
     in_reply_to: str | None = None
+    forwards: str | None = None
     cause: str = ""
 
 
@@ -164,6 +165,7 @@ class Bot:
                     subject=render(forward.subject, values),
                     body=render(forward.body, values),
                     delay=sample(forward.after, self.rng),
+                    forwards=letter.label,
                     cause=f"forward of {letter.label}",
                 )
             )

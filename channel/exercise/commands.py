@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from channel.exercise.scenario import Source
 
 FORMATS = ("html", "md", "json")
+REPORT_FORMATS = (*FORMATS, "pdf")  # PDF only when asked: it needs Chromium
 run_option = click.option(
     "--run",
     "run_dir",
@@ -441,11 +442,18 @@ class ReplayDiverged(ChannelError):
 
 @exercise.command()
 @click.argument("target", metavar="RUN_DIR|LOG", type=click.Path(exists=True, path_type=Path))
-@click.option("--format", "formats", type=click.Choice(FORMATS), multiple=True, help="[all]")
+@click.option(
+    "--format",
+    "formats",
+    type=click.Choice(REPORT_FORMATS),
+    multiple=True,
+    help="[html, md, json]; pdf prints the HTML with headless Chromium.",
+)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Write here.")
 @json_option
 def report(target: Path, formats: tuple[str, ...], out: Path | None, as_json: bool) -> None:
-    """(Re)make the after-action report from a run's event log."""
+    """(Re)make the after-action report / improvement plan from a run's event log, with the
+    evaluators' notes (notes.yaml) and the participants' feedback (feedback/) in its folder."""
     from channel.exercise.eventlog import LOG_FILE
     from channel.exercise.report import write_reports
 
@@ -456,6 +464,75 @@ def report(target: Path, formats: tuple[str, ...], out: Path | None, as_json: bo
         return
     for name, path in written.items():
         click.echo(f"{name:>5}: {path}")
+
+
+run_dir_argument = click.argument(
+    "run_dir", metavar="RUN", type=click.Path(exists=True, file_okay=False, path_type=Path)
+)
+
+
+@exercise.command("notes")
+@run_dir_argument
+def notes_command(run_dir: Path) -> None:
+    """Start the evaluators' notes for a run: notes.yaml, one block per objective.
+
+    Fill in strengths, areas for improvement (observation, analysis, recommendation and the
+    improvement-plan columns) and the core capability; `channel exercise report RUN` merges them.
+    """
+    from channel.exercise.report import start_notes
+
+    click.echo(f"wrote {start_notes(run_dir)}: fill it in, then run `channel exercise report`")
+
+
+@exercise.command("feedback")
+@run_dir_argument
+@click.option("--seat", required=True, metavar="PARTY", help="The seat you played.")
+@click.option("--name", "respondent", help="Who is answering.")
+@click.option("--rating", type=click.IntRange(1, 5), help="Objectives met: 1 not at all, 5 fully.")
+@click.option("--went-well", "strengths", help="What went well?")
+@click.option("--improve", "improvements", help="What should be improved, and how?")
+@click.option("--do-differently", "actions", help="What will you do differently?")
+@click.option("--comments", help="Anything else?")
+@click.option("--no-input", is_flag=True, help="Ask nothing; unanswered questions stay blank.")
+def feedback_command(
+    run_dir: Path,
+    seat: str,
+    respondent: str | None,
+    rating: int | None,
+    no_input: bool,
+    **answers: str | None,
+) -> None:
+    """Record a seat's hot-wash answers in the run folder (asks for any not given as flags)."""
+    from channel.exercise.eventlog import LOG_FILE, run_started
+    from channel.exercise.feedback import (
+        QUESTIONS,
+        RATING_QUESTION,
+        Feedback,
+        FeedbackError,
+        save_feedback,
+    )
+    from channel.protocol.canonical import format_time, now_utc
+
+    seats = [str(p["name"]) for p in run_started(run_dir / LOG_FILE)["data"].get("parties", [])]
+    if seat not in [*seats, "control"]:
+        raise FeedbackError(f"{seat!r} is not a seat of this run (seats: {', '.join(seats)})")
+    if not no_input:
+        if respondent is None:
+            respondent = click.prompt("Your name", default="", show_default=False)
+        if rating is None:
+            given = click.prompt(RATING_QUESTION, default="", show_default=False)
+            rating = int(given) if given.strip() in {"1", "2", "3", "4", "5"} else None
+        for key, question in QUESTIONS:
+            if answers.get(key) is None:
+                answers[key] = click.prompt(question, default="", show_default=False)
+    feedback = Feedback(
+        seat=seat,
+        respondent=respondent or "",
+        rating=rating,
+        at=format_time(now_utc()),
+        **{key: (answers.get(key) or "").strip() for key, _ in QUESTIONS},
+    )
+    click.echo(f"recorded {save_feedback(run_dir, feedback)}")
 
 
 @exercise.command("export-msel")

@@ -33,8 +33,10 @@ REPLY_RULE = (
 )
 MOVE_RULE = "Per move, a letter and everything that happens to it count in the move it was sent in."
 UNANSWERED_RULE = (
-    "Unanswered: opened by the recipient, who never replied. Undecided: neither opened nor "
-    "returned by the recipient nor withdrawn by the sender by the end (expired letters included)."
+    "Relayed: opened by the recipient, who passed it on in a new letter (an intermediary's "
+    "forward). Unanswered: opened by the recipient, who neither replied nor relayed it. "
+    "Undecided: neither opened nor returned by the recipient nor withdrawn by the sender by the "
+    "end (expired letters included)."
 )
 DECIDED = frozenset({State.OPENED, State.RETURNED_UNOPENED, State.WITHDRAWN})
 
@@ -70,6 +72,7 @@ class LetterTrack(Part):
     by: str | None
     subject: str | None
     in_reply_to: str | None
+    forwards: str | None = None  # the label of the letter this one relays
     precedence: str | None
     marks: list[Mark]
     final_state: str | None
@@ -111,6 +114,7 @@ class PartyComms(Part):
     returned_unopened: int
     time_to_open: Durations
     time_to_reply: Durations
+    relayed: list[str]
     unanswered: list[str]
     undecided: list[str]
 
@@ -183,6 +187,7 @@ def _track(record: Record, marks: list[Mark], finals: Mapping[str, str]) -> Lett
         by=data.get("by"),
         subject=data.get("subject"),
         in_reply_to=data.get("in_reply_to"),
+        forwards=data.get("forwards"),
         precedence=data.get("precedence"),
         marks=marks,
         final_state=finals.get(label),
@@ -252,6 +257,7 @@ def party_comms(
     received = [letter for letter in letters if letter.recipient == party]
     opened = [(letter, mark) for letter in received if (mark := letter.mark(State.OPENED))]
     replies = first_replies(party, everything)
+    relayed = {letter.forwards for letter in everything if letter.sender == party}
     counted = {letter.label for letter in letters}
     return PartyComms(
         party=party,
@@ -265,7 +271,12 @@ def party_comms(
         time_to_reply=durations(
             [_reply_seconds(*pair) for pair in replies.values() if pair[1].label in counted]
         ),
-        unanswered=[letter.label for letter, _ in opened if letter.label not in replies],
+        relayed=[letter.label for letter, _ in opened if letter.label in relayed],
+        unanswered=[
+            letter.label
+            for letter, _ in opened
+            if letter.label not in replies and letter.label not in relayed
+        ],
         undecided=[letter.label for letter in received if not letter.decided],
     )
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from string import Template
@@ -22,6 +23,7 @@ from typing import Literal
 from channel.exercise.clock import Clocks, MoveSpan
 from channel.exercise.scenario import (
     Channel,
+    Check,
     Expectation,
     Inject,
     OnInject,
@@ -81,7 +83,16 @@ def _finding(source: Source, severity: Severity, message: str, where: Where) -> 
 
 
 def _hint(name: str, known: Iterable[str]) -> str:
-    close = difflib.get_close_matches(name, list(known), n=1)
+    """A suggestion for a name that is not there; `known` lists each use, repeats included.
+
+    When the closest name is used twice, the likelier story is that one of the two was meant to
+    be `name`: suggesting the duplicate would send the author to the wrong line.
+    """
+    uses = list(known)
+    close = difflib.get_close_matches(name, sorted(set(uses)), n=3)
+    repeated = [candidate for candidate in close if uses.count(candidate) > 1]
+    if repeated:
+        return f" ({repeated[0]!r} is used twice: is one of them meant to be {name!r}?)"
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
@@ -133,7 +144,7 @@ def _repeats(source: Source, what: str, named: Sequence[tuple[str, Where]]) -> I
 
 
 def _unknown_parties(source: Source) -> Iterator[Problem]:
-    names = {party.name for party in source.scenario.parties}
+    names = [party.name for party in source.scenario.parties]
     for name, where in _party_references(source.scenario):
         if name not in names:
             message = (
@@ -483,7 +494,7 @@ def _contingencies(source: Source) -> Iterator[Problem]:
             if exp.contingency is None:
                 continue
             named.add(exp.contingency)
-            message = _contingency_problem(exp, injects)
+            message = _contingency_problem(exp, injects, [o.id for o in scenario.injects])
             if message:
                 yield _error(source, message, "injects", i, "expect", k, "contingency")
     for i, inj in enumerate(scenario.injects):
@@ -495,11 +506,11 @@ def _contingencies(source: Source) -> Iterator[Problem]:
             yield _warning(source, message, "injects", i, "contingency")
 
 
-def _contingency_problem(exp: Expectation, injects: dict[str, Inject]) -> str:
+def _contingency_problem(exp: Expectation, injects: dict[str, Inject], ids: list[str]) -> str:
     target = injects.get(exp.contingency or "")
     if target is None:
         return (
-            f"no inject {exp.contingency!r}{_hint(exp.contingency or '', injects)} to fire when "
+            f"no inject {exp.contingency!r}{_hint(exp.contingency or '', ids)} to fire when "
             f"{exp.id} is missed: add it (with `contingency: true`) or fix the id"
         )
     if not target.contingency:
@@ -677,6 +688,238 @@ def _letters(source: Source) -> Iterator[Problem]:
                 yield _error(source, message, "injects", i, "expect", k, "to")
 
 
+def _news_from(source: Source) -> Iterator[Problem]:
+    for i, inj in enumerate(source.scenario.injects):
+        if inj.channel is Channel.NEWS and inj.from_ is not None:
+            message = (
+                f"{inj.id} is wire news, which comes from the control cell, so its `from` "
+                f"({inj.from_}) is ignored: remove it, or make it a communiqué to speak for "
+                f"{inj.from_}"
+            )
+            yield _warning(source, message, "injects", i, "from")
+
+
+# --- what the seats can do -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Bot:
+    """A policy playing a seat: always (`play: bot:…`), or only in a rehearsal (`stand_in`)."""
+
+    party: str
+    name: str  # the policy's
+    policy: Policy
+    rehearsal: bool
+
+    def rule_for(self, sender: str) -> OnLetter:
+        # The bot's own choice: the first rule whose `from` matches (channel.exercise.bots).
+        for rule in self.policy.letters:
+            if not rule.from_ or sender in rule.from_:
+                return rule
+        return OnLetter()
+
+
+def _bots(scenario: Scenario, rehearsal: bool = True) -> dict[str, _Bot]:
+    """The seats a policy plays: in a rehearsal, human seats with a stand-in too."""
+    bots = {}
+    for party in scenario.parties:
+        seat, stand_in = party.play, False
+        if rehearsal and party.play == "human" and party.stand_in is not None:
+            seat, stand_in = party.stand_in, True
+        name = _policy_of(seat) or ""
+        if name in scenario.policies:
+            bots[party.name] = _Bot(party.name, name, scenario.policies[name], stand_in)
+    return bots
+
+
+def _answers(bot: _Bot, sender: str) -> bool:
+    """Whether `bot` can answer a letter from `sender` (a reply back to the sender)."""
+    rule = bot.rule_for(sender)
+    reply = rule.reply
+    return (
+        rule.open > 0 and reply is not None and reply.probability > 0 and reply.to in (None, sender)
+    )
+
+
+def _writes(bot: _Bot, to: str) -> bool:
+    """Whether `bot` writes to `to` unprompted by `to`: a send, a forward, a redirected reply."""
+    policy = bot.policy
+    if any(send.to == to and send.probability > 0 for _, send in _sends(policy, ())):
+        return True
+    return any(
+        rule.open > 0
+        and (
+            (rule.forward is not None and rule.forward.to == to)
+            or (rule.reply is not None and rule.reply.to == to and rule.reply.probability > 0)
+        )
+        for rule in policy.letters
+    )
+
+
+def _letter_pairs(scenario: Scenario, rehearsal: bool) -> set[tuple[str, str]]:
+    """Every (sender, recipient) a letter can ever go between, live or in a rehearsal.
+
+    A person (or the control cell) may write to anyone; a bot only as its policy says.
+    """
+    names = [party.name for party in scenario.parties]
+    bots = _bots(scenario, rehearsal)
+    pairs = {(inj.from_, to) for inj in scenario.injects if inj.from_ for to in inj.to}
+    pairs = {(a, b) for a, b in pairs if a in names and b in names}
+    for a in names:
+        for b in names:
+            if a != b and (a not in bots or _writes(bots[a], b)):
+                pairs.add((a, b))
+    # A reply to the sender exists once the letter it answers does: grow to a fixed point.
+    grown = True
+    while grown:
+        answers = {(b, a) for a, b in pairs if b in bots and _answers(bots[b], a)} - pairs
+        pairs |= answers
+        grown = bool(answers)
+    return pairs
+
+
+def _expected_letters(source: Source) -> Iterator[Problem]:
+    scenario = source.scenario
+    pairs = _letter_pairs(scenario, rehearsal=False) | _letter_pairs(scenario, rehearsal=True)
+    names = {party.name for party in scenario.parties}
+    for i, inj in enumerate(scenario.injects):
+        own = {(inj.from_, to) for to in inj.to} if inj.channel is Channel.LETTER else set()
+        for k, exp in enumerate(inj.expect):
+            known = exp.from_ in names and exp.to in names  # else: `is not a party`
+            if exp.check is Check.SENT or exp.from_ == exp.to or not known:
+                continue
+            where = ("injects", i, "expect", k, "from")
+            swapped = (exp.to, exp.from_) in own
+            fix = (
+                f"; {inj.id}'s letter goes from {exp.to} to {exp.from_}: swap `from` and `to`"
+                if swapped
+                else ""
+            )
+            if (exp.from_, exp.to) not in pairs:
+                message = (
+                    f"{exp.id} ({exp.check.value}) waits on a letter from {exp.from_} to "
+                    f"{exp.to}, and no one ever writes one, so it can never be met{fix}"
+                )
+                yield _error(source, message, *where)
+            elif swapped:
+                message = (
+                    f"{exp.id} ({exp.check.value}) watches letters from {exp.from_} to {exp.to}, "
+                    f"not {inj.id}'s own letter{fix} if it meant that one"
+                )
+                yield _warning(source, message, *where)
+
+
+_ACTIONS = {
+    Check.SENT: "write to",
+    Check.OPENED: "open letters from",
+    Check.RETURNED: "return letters unopened from",
+    Check.REPLIED: "answer letters from",
+}
+
+
+def _stand_in_actions(source: Source) -> Iterator[Problem]:
+    """An expectation on a human seat that its stand-in never meets fails every rehearsal.
+
+    (A bot seat that never meets an expectation is usually the story: the miss fires a
+    contingency. A stand-in is there to rehearse what the person is expected to do.)
+    """
+    scenario = source.scenario
+    bots = _bots(scenario)
+    pairs = _letter_pairs(scenario, rehearsal=True)
+    names = {party.name for party in scenario.parties}
+    for i, inj in enumerate(scenario.injects):
+        for k, exp in enumerate(inj.expect):
+            actor, other = (exp.from_, exp.to) if exp.check is Check.SENT else (exp.to, exp.from_)
+            bot = bots.get(actor)
+            if bot is None or not bot.rehearsal or other not in names:
+                continue
+            if _performs(bot, exp.check, other, pairs):
+                continue
+            message = (
+                f"in a rehearsal, {actor}'s stand-in ({scenario.party(actor).stand_in}) never "
+                f"does what {exp.id} expects ({_ACTIONS[exp.check]} {other}), so it is missed "
+                "every time: give the stand-in's policy a rule that does"
+            )
+            yield _warning(source, message, "injects", i, "expect", k, "check")
+
+
+def _performs(bot: _Bot, check: Check, other: str, pairs: set[tuple[str, str]]) -> bool:
+    if check is Check.SENT:
+        return (bot.party, other) in pairs
+    rule = bot.rule_for(other)
+    if check is Check.OPENED:
+        return rule.open > 0
+    if check is Check.RETURNED:
+        return rule.open < 1
+    return _answers(bot, other)
+
+
+_Step = tuple[tuple[str, str], Where, bool]  # the next letter, the rule writing it, whether sure
+
+
+def _letter_loops(source: Source) -> Iterator[Problem]:
+    """Bots answering or forwarding each other's letters round a circle, for ever."""
+    scenario = source.scenario
+    steps: dict[tuple[str, str], list[_Step]] = {}
+    bots = _bots(scenario)
+    for name, bot in bots.items():
+        base: Where = ("policies", bot.name)
+        for sender in (other.name for other in scenario.parties if other.name != name):
+            rule = bot.rule_for(sender)
+            if rule.open <= 0 or rule not in bot.policy.letters:
+                continue
+            index = bot.policy.letters.index(rule)
+            letter = (sender, name)
+            if rule.reply is not None and rule.reply.probability > 0:
+                sure = rule.open >= 1 and rule.reply.probability >= 1
+                where = (*base, "letters", index, "reply")
+                steps.setdefault(letter, []).append(((name, rule.reply.to or sender), where, sure))
+            if rule.forward is not None:
+                where = (*base, "letters", index, "forward")
+                steps.setdefault(letter, []).append(
+                    ((name, rule.forward.to), where, rule.open >= 1)
+                )
+    reported: set[frozenset[tuple[str, str]]] = set()
+    for start in sorted(steps):
+        for letters, rules in _cycles(start, steps):
+            if frozenset(letters) in reported:
+                continue
+            reported.add(frozenset(letters))
+            path = ", then ".join(f"{a} to {b}" for a, b in letters)
+            stand_ins = sorted({b for _, b in letters if bots[b].rehearsal})
+            if stand_ins:
+                path += f" (in a rehearsal, where stand-ins play {', '.join(stand_ins)})"
+            where = min((w for w, _ in rules), key=lambda w: source.line(*w))
+            if all(sure for _, sure in rules):
+                message = (
+                    f"letters go round for ever: {path}, then again, every step certain; give "
+                    "one rule a `from` that leaves the last sender out, or drop a reply"
+                )
+                yield _error(source, message, *where)
+            else:
+                message = (
+                    f"letters can go round and round: {path}, then again, until a draw stops "
+                    "them; give one rule a `from` that leaves the last sender out"
+                )
+                yield _warning(source, message, *where)
+
+
+def _cycles(
+    start: tuple[str, str], steps: dict[tuple[str, str], list[_Step]]
+) -> Iterator[tuple[list[tuple[str, str]], list[tuple[Where, bool]]]]:
+    """Each round from the letter `start` back to it: its letters, and the rule writing each."""
+    todo: list[list[_Step]] = [[]]
+    while todo:
+        path = todo.pop()
+        here = path[-1][0] if path else start
+        for step in steps.get(here, []):
+            letters = [start, *(letter for letter, _, _ in path)]
+            if step[0] == start:
+                yield letters, [(where, sure) for _, where, sure in [*path, step]]
+            elif step[0] not in letters:
+                todo.append([*path, step])
+
+
 _CHECKS: tuple[Callable[[Source], Iterator[Problem]], ...] = (
     _repeated_names,
     _unknown_parties,
@@ -690,4 +933,8 @@ _CHECKS: tuple[Callable[[Source], Iterator[Problem]], ...] = (
     _loops,
     _deadlines,
     _letters,
+    _news_from,
+    _expected_letters,
+    _stand_in_actions,
+    _letter_loops,
 )

@@ -9,11 +9,12 @@ from typing import Any
 
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 from rich.text import Text
 
 from channel.exercise.scenario import Scenario, format_offset
+from channel.exercise.tally import InjectTally, describe_ended
 
 _SHOWN = 14
 _STYLE = {
@@ -27,7 +28,6 @@ _STYLE = {
     "action_failed": "bold red",
     "move_started": "bold blue",
 }
-_PROGRESS = {"inject_fired", "inject_tasked", "inject_skipped"}
 _QUIET = {"letter_final", "state_changed", "decision", "run_started"}
 
 
@@ -69,7 +69,7 @@ def describe(record: dict[str, Any]) -> str:
     if kind == "action_failed":
         return f"{d['party']} could not {d['action']}: {d['error']}"
     if kind == "run_ended":
-        return f"exercise ended ({d['reason']}): {d['letters']} letters"
+        return f"exercise ended ({d['reason']}): {describe_ended(d)}, {d['letters']} letters"
     return str(kind).replace("_", " ")
 
 
@@ -89,12 +89,11 @@ class LiveView:
         self.met = self.missed = 0
         self.paused = False
         self.last: dict[str, Any] | None = None
-        scheduled = [i for i in scenario.injects if not i.contingency]
+        self.tally = InjectTally.of((i.id, i.contingency) for i in scenario.injects)
         self.progress = Progress(
-            TextColumn("MSEL"), BarColumn(), MofNCompleteColumn(), console=console
+            TextColumn("MSEL"), BarColumn(), TextColumn("{task.description}"), console=console
         )
-        self.task = self.progress.add_task("injects", total=len(scheduled) or 1)
-        self._scheduled = {i.id for i in scheduled}
+        self.task = self.progress.add_task(self.tally.text(), total=self.tally.expected or 1)
         self._live: Live | None = None
 
     def __enter__(self) -> LiveView:
@@ -130,8 +129,13 @@ class LiveView:
             self.missed += 1
         elif kind == "control" and data["command"] in ("pause", "resume"):
             self.paused = data["command"] == "pause"
-        elif kind in _PROGRESS and data["inject"] in self._scheduled:
-            self.progress.advance(self.task)
+        elif self.tally.see(kind, data):
+            self.progress.update(
+                self.task,
+                description=self.tally.text(),
+                completed=len(self.tally.fired),
+                total=self.tally.expected or 1,
+            )
 
     def _render(self) -> RenderableType:
         return Group(self._header(), self._table(), self._footer(), self.progress)

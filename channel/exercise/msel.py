@@ -54,6 +54,7 @@ from channel.exercise.scenario import (
     format_offset,
     is_union_tag,
     parse_offset,
+    pattern_message,
 )
 from channel.protocol.models import Precedence
 
@@ -358,8 +359,10 @@ def _validation_problem(row: _Row, error: Any) -> None:
 def _validation_message(error: Any, loc: list[Any]) -> str:
     if error["type"] == "missing":
         return f"missing {loc[-1]}"
-    message = str(error["msg"]).removeprefix("Value error, ")
-    if error["type"] != "value_error" and isinstance(error["input"], str):
+    message = pattern_message(error) or str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] not in {"value_error", "string_pattern_mismatch"} and isinstance(
+        error["input"], str
+    ):
         message = f"{error['input']!r}: {message}"  # our own value errors quote it already
     if loc[:1] == ["expect"] and len(loc) > 2:
         return f"expectation {int(loc[1]) + 1}, {loc[2]}: {message}"

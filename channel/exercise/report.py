@@ -1,8 +1,13 @@
-"""The after-action report, rendered: JSON, Markdown, and (via `channel.exercise.report_html`)
-one self-contained HTML page; `write_reports` writes them from an event log.
+"""The after-action report / improvement plan (AAR/IP), rendered: JSON, Markdown, one
+self-contained HTML page (`channel.exercise.report_html`) and PDF (`channel.exercise.pdf`);
+`write_reports` writes them from a run's event log, merging the evaluators' notes
+(`notes.yaml`) and the participants' feedback (`feedback/`) found beside it.
 
-The tables (`channel.exercise.tables`) are drawn by both the Markdown and the HTML renderer, so
-the two always say the same thing.
+The layout is HSEEP's: page one an executive summary, then the analysis of each objective and the
+participants' feedback, then appendices: the improvement plan, the exercise overview, the MSEL as
+planned and as played, the timeline, the letters, and integrity. The tables
+(`channel.exercise.tables`) are drawn by both the Markdown and the HTML renderer, so the two
+always say the same thing.
 """
 
 from __future__ import annotations
@@ -12,47 +17,86 @@ from pathlib import Path
 
 from channel.exercise.analysis import AfterAction, analyse
 from channel.exercise.eventlog import read_log
-from channel.exercise.report_html import render_html
+from channel.exercise.feedback import read_feedback
+from channel.exercise.notes import Area, read_notes
+from channel.exercise.report_html import APPENDICES, TITLE, render_html
 from channel.exercise.tables import (
     NO_EXPECTATIONS,
+    NO_NOTES,
     Table,
+    control_table,
     expectations_table,
+    feedback_summary,
+    feedback_table,
     first_contact_table,
     integrity_facts,
     integrity_summary,
     integrity_table,
+    key_figures_table,
     letters_table,
+    main_areas,
+    main_strengths,
     matrix_table,
     moves_comms_table,
     moves_table,
-    objectives_table,
+    msel_table,
     overview_table,
     parties_comms_table,
     parties_table,
     plan_table,
+    rating_text,
+    ratings_table,
+    summary_table,
     timeline_table,
 )
 
-FORMATS = ("html", "md", "json")
-FILENAMES = {"html": "report.html", "md": "report.md", "json": "report.json"}
+FORMATS = ("html", "md", "json")  # what `report` writes unless told
+ALL_FORMATS = (*FORMATS, "pdf")
+FILENAMES = {"html": "report.html", "md": "report.md", "json": "report.json", "pdf": "report.pdf"}
 
 
 def write_reports(
     log_path: Path, out_dir: Path, formats: Iterable[str] = FORMATS
 ) -> dict[str, Path]:
-    """Read and analyse a log, write report.<format> for each format; returns the paths."""
+    """Read and analyse a log (with the notes and feedback in its folder), write
+    report.<format> for each format; returns the paths."""
     chosen = tuple(dict.fromkeys(formats))
     unknown = [name for name in chosen if name not in FILENAMES]
     if unknown:
-        raise ValueError(f"unknown report format {unknown[0]!r} (choose from {', '.join(FORMATS)})")
-    aar = analyse(read_log(log_path))
+        raise ValueError(
+            f"unknown report format {unknown[0]!r} (choose from {', '.join(ALL_FORMATS)})"
+        )
+    run_dir = log_path.parent
+    aar = analyse(read_log(log_path), read_notes(run_dir), read_feedback(run_dir))
     out_dir.mkdir(parents=True, exist_ok=True)
-    written = {}
+    written: dict[str, Path] = {}
     for name in chosen:
         path = out_dir / FILENAMES[name]
+        if name == "pdf":
+            from channel.exercise.pdf import print_pdf
+
+            page = written.get("html") or out_dir / FILENAMES["html"]
+            if "html" not in written:
+                page.write_text(render_html(aar), encoding="utf-8")
+            written[name] = print_pdf(page, path)
+            continue
         path.write_text(_RENDERERS[name](aar), encoding="utf-8")
         written[name] = path
     return written
+
+
+def start_notes(run_dir: Path) -> Path:
+    """Write the evaluators' notes template for a run; NotesError if notes.yaml exists."""
+    from channel.exercise.eventlog import LOG_FILE
+    from channel.exercise.notes import NOTES_FILE, NotesError, template
+
+    path = run_dir / NOTES_FILE
+    if path.exists():
+        raise NotesError(f"{path} already exists: edit it (remove it to start again)")
+    aar = analyse(read_log(run_dir / LOG_FILE))
+    objectives = [(o.id, o.text, o.suggested_rating) for o in aar.objectives]
+    path.write_text(template(aar.overview.title, objectives), encoding="utf-8")
+    return path
 
 
 def render_json(aar: AfterAction) -> str:
@@ -83,62 +127,98 @@ def _md_list(items: Iterable[str], empty: str) -> str:
 
 
 def render_markdown(aar: AfterAction) -> str:
-    """The report as Markdown with pipe tables (GitHub-flavoured)."""
+    """The AAR/IP as Markdown with pipe tables (GitHub-flavoured)."""
     marking = f"**{_md(aar.overview.marking)}**" if aar.overview.marking else ""
     parts = [
         marking,
-        f"# After-action report: {_md(aar.overview.title)}",
-        *_md_overview(aar),
+        f"# {TITLE}: {_md(aar.overview.title)}",
+        *_md_summary(aar),
         *_md_objectives(aar),
-        *_md_comms(aar),
-        "## Timeline",
+        "## Participant feedback",
+        _md(feedback_summary(aar)),
+        md_table(feedback_table(aar)),
+        f"## {APPENDICES['improvement-plan']}",
+        md_table(plan_table(aar)),
+        *_md_overview(aar),
+        f"## {APPENDICES['msel']}",
+        md_table(msel_table(aar)),
+        f"## {APPENDICES['timeline']}",
         md_table(timeline_table(aar)),
-        "## Integrity",
+        *_md_comms(aar),
+        f"## {APPENDICES['integrity']}",
         _md(integrity_summary(aar)),
         md_table(integrity_facts(aar)),
         md_table(integrity_table(aar)),
-        "## Improvement plan",
-        md_table(plan_table(aar)),
         marking,
     ]
     return "\n\n".join(part for part in parts if part) + "\n"
 
 
+def _md_summary(aar: AfterAction) -> list[str]:
+    return [
+        "## Executive summary",
+        _md(aar.overview.summary),
+        _md(aar.assessment),
+        md_table(summary_table(aar)),
+        "### Objectives and ratings",
+        md_table(ratings_table(aar)),
+        "### Main strengths",
+        _md_list(main_strengths(aar), NO_NOTES),
+        "### Main areas for improvement",
+        _md_list(main_areas(aar), NO_NOTES),
+        "### Key figures",
+        md_table(key_figures_table(aar)),
+    ]
+
+
+def _md_objectives(aar: AfterAction) -> list[str]:
+    parts = ["## Analysis of objectives", _md(aar.rating_rule)]
+    for objective in aar.objectives:
+        parts += [
+            f"### {_md(objective.id)}: {_md(objective.text)} (rating: {rating_text(objective)})",
+            f"Core capability: {_md(objective.core_capability)}"
+            if objective.core_capability
+            else "",
+            md_table(expectations_table(aar, objective), NO_EXPECTATIONS),
+            "**Strengths**",
+            _md_list(objective.strengths, objective.strengths_hint),
+            "**Areas for improvement**",
+            *(_md_area(area) for area in objective.areas_for_improvement),
+            "" if objective.areas_for_improvement else _md_list([], objective.areas_hint),
+        ]
+    return parts
+
+
+def _md_area(area: Area) -> str:
+    lines = [
+        f"- **Observation:** {_md(area.observation)}",
+        f"  **Analysis:** {_md(area.analysis)}" if area.analysis else "",
+        f"  **Recommendation:** {_md(area.recommendation)}" if area.recommendation else "",
+    ]
+    return "\n".join(line for line in lines if line)
+
+
 def _md_overview(aar: AfterAction) -> list[str]:
     return [
-        "## Overview",
-        _md(aar.overview.summary),
+        f"## {APPENDICES['overview']}",
         md_table(overview_table(aar)),
         "### Parties",
         md_table(parties_table(aar)),
         "### Moves",
         md_table(moves_table(aar)),
-        "### Objectives",
-        _md_list((f"{o.id}: {o.text}" for o in aar.overview.objectives), "none"),
         "### Artificialities",
         _md_list(aar.overview.artificialities, "none noted"),
+        "### Control actions",
+        md_table(control_table(aar), "The control cell did not intervene."),
     ]
-
-
-def _md_objectives(aar: AfterAction) -> list[str]:
-    parts = ["## Objectives and ratings", _md(aar.rating_rule), md_table(objectives_table(aar))]
-    for objective in aar.objectives:
-        parts += [
-            f"### {_md(objective.id)}: {_md(objective.text)} (suggested rating: "
-            f"{objective.rating})",
-            md_table(expectations_table(aar, objective), NO_EXPECTATIONS),
-            "**Strengths**",
-            _md_list(objective.strengths, objective.strengths_hint),
-            "**Areas for improvement**",
-            _md_list(objective.areas_for_improvement, objective.areas_hint),
-        ]
-    return parts
 
 
 def _md_comms(aar: AfterAction) -> list[str]:
     parts = [
-        "## Communications",
+        f"## {APPENDICES['comms']}",
         _md_list(aar.comms.rules, ""),
+        "### Letters",
+        md_table(letters_table(aar)),
         "### Who wrote to whom (letters, sender × recipient)",
         md_table(matrix_table(aar, aar.comms.matrix)),
         "### First contact",
@@ -153,7 +233,7 @@ def _md_comms(aar: AfterAction) -> list[str]:
             f"#### Move {move.move}: {_md(move.title)}: who wrote to whom",
             md_table(matrix_table(aar, move.matrix)),
         ]
-    return [*parts, "### Letters", md_table(letters_table(aar))]
+    return parts
 
 
 _RENDERERS: dict[str, Callable[[AfterAction], str]] = {

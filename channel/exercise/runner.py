@@ -66,6 +66,7 @@ class Tracked:
     subject: str | None = None
     in_reply_to: str | None = None
     inject: str | None = None
+    forwards: str | None = None  # the label of the letter this one passes on
     state: State = State.ACCEPTED
     seen: set[int] = field(default_factory=set)
     arrival: Arrival | None = None
@@ -327,6 +328,7 @@ class Runner:
         label: str | None = None,
         inject: str | None = None,
         in_reply_to: str | None = None,
+        forwards: str | None = None,
     ) -> None:
         label = label or self._label()
         tracked = Tracked(
@@ -338,6 +340,7 @@ class Runner:
             subject=subject,
             in_reply_to=in_reply_to,
             inject=inject,
+            forwards=forwards,
         )
         self._track(tracked)  # before sending: its live events must find it
         replied = self.letters[in_reply_to] if in_reply_to else None
@@ -390,7 +393,7 @@ class Runner:
             "inject": tracked.inject,
             "by": tracked.by,
             "size": size,
-        }
+        } | ({"forwards": tracked.forwards} if tracked.forwards else {})
         self.write("letter_sent", data, evidence)
         replies_to = self.letters[tracked.in_reply_to].sender if tracked.in_reply_to else None
         for fact in letter_facts(tracked.label, tracked.sender, tracked.recipient, replies_to):
@@ -525,6 +528,7 @@ class Runner:
             letter.body,
             precedence=letter.precedence,
             in_reply_to=letter.in_reply_to,
+            forwards=letter.forwards,
         )
 
     def failed(self, party: str, action: str, exc: ChannelError) -> None:
@@ -675,7 +679,9 @@ class Runner:
             "run_ended",
             {
                 "reason": reason,
-                "injects_fired": len(self.fired & scheduled),
+                "injects_fired": len(self.fired),  # contingencies included
+                "contingencies_fired": len(self.fired - scheduled),
+                "injects_skipped": len(self.skipped - self.fired),
                 "injects_total": len(scheduled),
                 "letters": len(self.letters),
             },

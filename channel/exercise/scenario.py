@@ -157,20 +157,23 @@ Offset = Annotated[
 ]
 WorldTime = Annotated[datetime, AfterValidator(_utc)]
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+_PARTY_PATTERN = r"^[a-z][a-z0-9.-]{2,63}$"
+_IDENT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$"
+_SEAT_PATTERN = r"^(human|control|bot:[a-z0-9][a-z0-9_-]*)$"
 PartyName = Annotated[
-    str, Field(pattern=r"^[a-z][a-z0-9.-]{2,63}$", description=f"A party name: {PARTY_NAME_RULE}")
+    str, Field(pattern=_PARTY_PATTERN, description=f"A party name: {PARTY_NAME_RULE}")
 ]
 Ident = Annotated[
     str,
     Field(
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$",
+        pattern=_IDENT_PATTERN,
         description="An id: letters, digits, '.', '_' and '-' (e.g. INJ-01, OBJ-2)",
     ),
 ]
 Seat = Annotated[
     str,
     Field(
-        pattern=r"^(human|control|bot:[a-z0-9][a-z0-9_-]*)$",
+        pattern=_SEAT_PATTERN,
         description="Who plays the seat: human, control, or bot:<policy>",
     ),
 ]
@@ -180,7 +183,7 @@ def _listed(value: Any) -> Any:
     return [value] if isinstance(value, str) else value
 
 
-_PARTY_SCHEMA = {"type": "string", "pattern": r"^[a-z][a-z0-9.-]{2,63}$"}
+_PARTY_SCHEMA = {"type": "string", "pattern": _PARTY_PATTERN}
 PartyNames = Annotated[
     list[PartyName],
     BeforeValidator(_listed),
@@ -712,7 +715,25 @@ def _problem(error: Any, lines: dict[Any, int], file: str) -> Problem:
         message = f"unknown field {loc[-1]!r} (misspelt?)"
     elif error["type"] == "missing":
         message = f"missing required field {loc[-1]!r}"
+    elif (readable := pattern_message(error)) is not None:
+        message = readable
     return Problem(file, line, message, _dotted(loc))
+
+
+def pattern_message(error: Any) -> str | None:
+    """A pydantic pattern mismatch on a name, id or seat, in words rather than the regex."""
+    if error["type"] != "string_pattern_mismatch" or error["ctx"]["pattern"] not in _RULES:
+        return None
+    what, rule = _RULES[error["ctx"]["pattern"]]
+    return f"{error['input']!r} is not {what}: use {rule}"
+
+
+# A pattern mismatch in words, not as the raw regular expression.
+_RULES = {
+    _PARTY_PATTERN: ("a party name", PARTY_NAME_RULE),
+    _IDENT_PATTERN: ("an id", "letters, digits, '.', '_' and '-', up to 40 (e.g. INJ-01)"),
+    _SEAT_PATTERN: ("a seat", "human, control, or bot:<policy>"),
+}
 
 
 def is_union_tag(part: Any) -> bool:

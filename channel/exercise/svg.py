@@ -8,9 +8,10 @@ interval by sender; `open_chart` shows each party's median and longest time to o
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 
-from channel.exercise.analysis import AfterAction
+from channel.exercise.analysis import AfterAction, ControlAction
 from channel.exercise.comms import LetterTrack, Mark, PartyComms
 from channel.exercise.markup import Html, el, join
 from channel.exercise.tables import duration, offset, pair, world
@@ -27,24 +28,85 @@ def _f(value: float) -> str:
 
 # --- the swim lanes ------------------------------------------------------------------------------
 
-_W, _LEFT, _RIGHT, _TOP, _LANE, _AXIS, _LEGEND = 1200, 190, 44, 48, 72, 30, 58
+_W, _LEFT, _RIGHT, _AXIS, _LEGEND = 1200, 215, 44, 30, 58
+_ROW = 13  # the height of a row of inject or control labels
+_LABEL_CHARS, _SUB_CHARS = 21, 30  # what fits beside a lane at 13 px bold and 10 px
+
+
+def _rows(spans: list[tuple[float, float]]) -> list[int]:
+    """A row for each label (start and end x, left to right) so that none overlaps another."""
+    ends: list[float] = []
+    rows = []
+    for start, end in spans:
+        row = next((r for r, last in enumerate(ends) if start >= last + 4), len(ends))
+        if row == len(ends):
+            ends.append(end)
+        else:
+            ends[row] = end
+        rows.append(row)
+    return rows
+
+
+def wrap(text: str, width: int) -> list[str]:
+    """Lines of at most `width` characters, broken at spaces or after dots (party names)."""
+    pieces = re.findall(r"[^ .-]+[.-]?|[.-]| +", text)
+    lines = [""]
+    for piece in pieces:
+        if lines[-1].strip() and len(lines[-1]) + len(piece.rstrip()) > width:
+            lines.append(piece.lstrip())
+        else:
+            lines[-1] += piece
+    out = []
+    for line in (line.strip() for line in lines):  # a piece longer than a line is cut up
+        out += [line[i : i + width] for i in range(0, len(line), width)] or [""]
+    return [line for line in out if line] or [""]
 
 
 class _Lanes:
-    """The swim-lane geometry: x from exercise time, y from a party's lane."""
+    """The swim-lane geometry: x from exercise time, y from a party's lane; label rows above
+    the lanes for injects and below them for control actions, as many as keep labels apart."""
 
     def __init__(self, aar: AfterAction) -> None:
         self.aar = aar
         self.parties = aar.comms.parties
         self.span = _span(aar)
-        self.bottom = _TOP + _LANE * len(self.parties)
+        self.labels = {p: self._label_lines(p) for p in self.parties}
+        tallest = max([14 * len(a) + 12 * len(b) for a, b in self.labels.values()] + [44])
+        self.lane = max(72, tallest + 20)
+        self.titles = [self._title_lines(index) for index in range(len(aar.overview.moves))]
+        self.header = 10 + 14 * max([len(lines) for lines in self.titles] + [1])
+        self.inject_rows = _rows([self._label_span(m.t, m.id) for m in aar.injects])
+        self.top = self.header + _ROW * (max(self.inject_rows, default=-1) + 1) + 8
+        self.lanes_bottom = self.top + self.lane * len(self.parties)
+        self.control_rows = _rows(
+            [self._label_span(a.t, _control_label(a)) for a in aar.control_actions]
+        )
+        strip = _ROW * (max(self.control_rows, default=-1) + 1)
+        self.bottom = self.lanes_bottom + (strip + 8 if strip else 0)
         self.height = self.bottom + _AXIS + _LEGEND
+
+    def _label_lines(self, party: str) -> tuple[list[str], list[str]]:
+        seat = next((p for p in self.aar.overview.parties if p.name == party), None)
+        sub = [*wrap(party, _SUB_CHARS), *([seat.play] if seat else [])]
+        return wrap(self.aar.who(party), _LABEL_CHARS), sub
+
+    def _title_lines(self, index: int) -> list[str]:
+        """A move's title, wrapped to its band (~7.5 px a character); cut only past 3 lines."""
+        moves = self.aar.overview.moves
+        end = moves[index + 1].t if index + 1 < len(moves) else self.span
+        room = max(int((self.x(end) - self.x(moves[index].t) - 8) / 7.5), 4)
+        lines = wrap(f"Move {moves[index].id}: {moves[index].title}", room)
+        return lines if len(lines) <= 3 else [*lines[:2], lines[2][: room - 1] + "…"]
+
+    def _label_span(self, t: int, text: str) -> tuple[float, float]:
+        x, width = self.x(t), _text_width(text) * 0.9
+        return (x - 3 - width, x) if x + 3 + width > _W - 2 else (x, x + 3 + width)
 
     def x(self, t: int) -> float:
         return _LEFT + (_W - _LEFT - _RIGHT) * t / self.span
 
     def y(self, party: str) -> float:
-        return _TOP + _LANE * self.parties.index(party) + _LANE / 2
+        return self.top + self.lane * self.parties.index(party) + self.lane / 2
 
     def colour(self, party: str) -> str:
         return PALETTE[self.parties.index(party) % len(PALETTE)]
@@ -52,6 +114,7 @@ class _Lanes:
 
 def swimlanes(aar: AfterAction) -> Html:
     lanes = _Lanes(aar)
+    placed: list[tuple[float, float]] = []
     return el(
         "svg",
         _markers(lanes),
@@ -59,6 +122,7 @@ def swimlanes(aar: AfterAction) -> Html:
         join(_lane(lanes, party) for party in lanes.parties),
         _axis(lanes),
         _injects(lanes),
+        _controls(lanes),
         join(_letter(lanes, letter) for letter in aar.comms.letters),
         join(
             _receipt(lanes, letter, mark)
@@ -66,6 +130,7 @@ def swimlanes(aar: AfterAction) -> Html:
             for mark in letter.marks
             if mark.event in RECEIPT_EVENTS
         ),
+        join(_letter_label(lanes, letter, placed) for letter in aar.comms.letters),
         _legend(lanes),
         id="swimlanes",
         viewBox=f"0 0 {_W} {lanes.height}",
@@ -100,29 +165,41 @@ def _move_band(lanes: _Lanes, index: int) -> Html:
     end = moves[index + 1].t if index + 1 < len(moves) else lanes.span
     x0, x1 = lanes.x(move.t), lanes.x(end)
     title = f"Move {move.id}: {move.title}"
-    room = max(int((x1 - x0 - 8) / 7.5), 4)  # ~7.5 px a character at this size: cut, not overlap
-    shown = title if len(title) <= room else title[: room - 1] + "…"
     return el(
         "g",
         el("title", f"{title} (from {offset(move.t)}, world {world(move.world)})"),
-        el("rect", x=_f(x0), y="0", width=_f(x1 - x0), height=_f(lanes.bottom)),
-        el("text", shown, x=_f(x0 + 5), y="16", class_="band-title"),
+        el("rect", x=_f(x0), y="0", width=_f(x1 - x0), height=_f(lanes.lanes_bottom)),
+        el("text", _lines(lanes.titles[index], x0 + 5, 16, 14), class_="band-title"),
         class_=f"move-band {'odd' if index % 2 else 'even'}",
         data_move=str(move.id),
     )
 
 
+def _lines(lines: list[str], x: float, y: float, step: float) -> Html:
+    return join(
+        el("tspan", line, x=_f(x), y=_f(y + step * index)) for index, line in enumerate(lines)
+    )
+
+
 def _lane(lanes: _Lanes, party: str) -> Html:
     y = lanes.y(party)
-    seat = next((p for p in lanes.aar.overview.parties if p.name == party), None)
-    sub = f"{party} · {seat.play}" if seat else party
+    label, sub = lanes.labels[party]
+    height = 14 * len(label) + 12 * len(sub)
+    first = y - height / 2 + 11
     return el(
         "g",
         el("line", x1=_f(_LEFT), x2=_f(_W - _RIGHT), y1=_f(y), y2=_f(y), class_="lane-line"),
-        el("rect", x="0", y=_f(y - 14), width="6", height="28", fill=lanes.colour(party)),
-        el("title", f"{lanes.aar.who(party)} ({sub})"),
-        el("text", _fit(lanes.aar.who(party), 22), x="14", y=_f(y - 2), class_="lane-label"),
-        el("text", _fit(sub, 30), x="14", y=_f(y + 14), class_="lane-sub"),
+        el(
+            "rect",
+            x="0",
+            y=_f(y - height / 2),
+            width="6",
+            height=_f(height),
+            fill=lanes.colour(party),
+        ),
+        el("title", f"{lanes.aar.who(party)} ({' · '.join([party, *sub[-1:]])})"),
+        el("text", _lines(label, 14, first, 14), class_="lane-label"),
+        el("text", _lines(sub, 14, first + 14 * len(label), 12), class_="lane-sub"),
         class_="lane",
         data_party=party,
     )
@@ -154,27 +231,66 @@ def _tick(x: float, y: float, label: str) -> Html:
 
 
 def _injects(lanes: _Lanes) -> Html:
-    """Inject marks, their labels on two rows so that close injects do not overprint."""
-    ends = [0.0, 0.0]  # where the last label on each row ends
-    marks = []
-    for mark in lanes.aar.injects:
-        x = lanes.x(mark.t)
-        row = next((r for r, end in enumerate(ends) if x >= end), 0)
-        ends[row] = x + 6 + _text_width(mark.id) * 0.9
-        marks.append(_inject(lanes, mark.id, mark.t, mark.subject, _TOP - 4 - 12 * row))
-    return join(marks)
+    """Inject marks, their labels in as many rows as keep them apart."""
+    return join(
+        _inject(lanes, mark.id, mark.t, mark.subject, row)
+        for mark, row in zip(lanes.aar.injects, lanes.inject_rows, strict=True)
+    )
 
 
-def _inject(lanes: _Lanes, inject_id: str, t: int, subject: str, label_y: float) -> Html:
+def _inject(lanes: _Lanes, inject_id: str, t: int, subject: str, row: int) -> Html:
     x = lanes.x(t)
+    label_y = lanes.header + _ROW * row + 10
+    start, _ = lanes._label_span(t, inject_id)
+    right = start < x
     return el(
         "g",
         el("title", f"Inject {inject_id} at {offset(t)}: {subject}"),
-        el("line", x1=_f(x), x2=_f(x), y1=_f(label_y - 10), y2=_f(lanes.bottom)),
-        el("text", inject_id, x=_f(x + 3), y=_f(label_y), class_="inject-label"),
+        el("line", x1=_f(x), x2=_f(x), y1=_f(label_y - 10), y2=_f(lanes.lanes_bottom)),
+        el(
+            "text",
+            inject_id,
+            x=_f(x - 3 if right else x + 3),
+            y=_f(label_y),
+            text_anchor="end" if right else None,
+            class_="inject-label",
+        ),
         class_="inject-mark",
         data_inject=inject_id,
     )
+
+
+def _control_label(action: ControlAction) -> str:
+    return f"{action.command} {action.argument}" if action.argument else action.command
+
+
+def _controls(lanes: _Lanes) -> Html:
+    """Each control action: a mark across the lanes and its label in the strip below them."""
+    marks = []
+    for action, row in zip(lanes.aar.control_actions, lanes.control_rows, strict=True):
+        x = lanes.x(action.t)
+        label = _control_label(action)
+        label_y = lanes.lanes_bottom + _ROW * row + 11
+        start, _ = lanes._label_span(action.t, label)
+        right = start < x
+        marks.append(
+            el(
+                "g",
+                el("title", f"{offset(action.t)}: {action.text}"),
+                el("line", x1=_f(x), x2=_f(x), y1=_f(lanes.top), y2=_f(label_y - 9)),
+                el(
+                    "text",
+                    label,
+                    x=_f(x - 3 if right else x + 3),
+                    y=_f(label_y),
+                    text_anchor="end" if right else None,
+                    class_="control-label",
+                ),
+                class_="control-mark",
+                data_command=action.command,
+            )
+        )
+    return join(marks)
 
 
 def _letter(lanes: _Lanes, letter: LetterTrack) -> Html:
@@ -198,6 +314,22 @@ def _letter(lanes: _Lanes, letter: LetterTrack) -> Html:
         marker_end=f"url(#arrow-{lanes.parties.index(letter.sender)})",
         class_="letter" if letter.delivered_t is not None else "letter undelivered",
         data_letter=letter.label,
+    )
+
+
+def _letter_label(lanes: _Lanes, letter: LetterTrack, placed: list[tuple[float, float]]) -> Html:
+    """The letter's label beside its arrow, slid along it until it clears the labels before."""
+    x0, y0 = lanes.x(letter.t), lanes.y(letter.sender)
+    end = letter.delivered_t if letter.delivered_t is not None else letter.t
+    x1, y1 = lanes.x(end), lanes.y(letter.recipient)
+    width = _text_width(letter.label) * 0.85
+    for along in (0.5, 0.35, 0.65, 0.2, 0.8, 0.5):
+        x, y = x0 + (x1 - x0) * along + 4, y0 + (y1 - y0) * along + 4
+        if all(abs(x - px) > width + 2 or abs(y - py) > 11 for px, py in placed):
+            break
+    placed.append((x, y))
+    return el(
+        "text", letter.label, x=_f(x), y=_f(y), class_="letter-label", data_letter=letter.label
     )
 
 
@@ -231,11 +363,6 @@ def _receipt(lanes: _Lanes, letter: LetterTrack, mark: Mark) -> Html:
     )
 
 
-def _fit(text: str, most: int) -> str:
-    """Cut a label to `most` characters: SVG text does not wrap, it overprints."""
-    return text if len(text) <= most else text[: most - 1] + "…"
-
-
 def _rough(seconds: float) -> str:
     """A duration to the minute once it is past an hour: a chart label, not a measurement."""
     return duration(round(seconds / 60) * 60 if seconds >= 3600 else seconds)
@@ -264,6 +391,8 @@ def _legend(lanes: _Lanes) -> Html:
         el("text", "move", x=_f(x + 28), y="4"),
         el("line", x1=_f(x + 76), x2=_f(x + 76), y1="-8", y2="8", class_="legend-inject"),
         el("text", "inject", x=_f(x + 82), y="4"),
+        el("line", x1=_f(x + 130), x2=_f(x + 130), y1="-8", y2="8", class_="legend-control"),
+        el("text", "control action", x=_f(x + 136), y="4"),
     ]
     y = lanes.bottom + _AXIS + 20
     return el("g", join(items), class_="legend", transform=f"translate(14,{y})")
@@ -279,6 +408,8 @@ class _LettersChart:
 
     def __init__(self, aar: AfterAction) -> None:
         self.aar = aar
+        self.legend_rows = _legend_rows([aar.who(p) for p in aar.comms.parties], self.W - 20)
+        self.height = self.H + 18 * len({row for row, _ in self.legend_rows}) + 8
         self.step = _tick_step(_span(aar), 12)
         self.slices = math.ceil(_span(aar) / self.step)
         self.counts = Counter(
@@ -318,6 +449,7 @@ class _LettersChart:
 
     def axis(self) -> Html:
         base, left = self.H - self.BOTTOM, self.LEFT
+        interval = duration(self.step / 1000)
         return join(
             [
                 el("line", x1=_f(left), x2=_f(self.W - 10), y1=_f(base), y2=_f(base)),
@@ -325,12 +457,38 @@ class _LettersChart:
                 el("text", "0", x=_f(left - 6), y=_f(base), text_anchor="end"),
                 el(
                     "text",
-                    "letters sent per interval (exercise time)",
+                    f"letters sent per {interval} of exercise time, by sender "
+                    "(label: the interval's start)",
                     x=_f(left),
                     y=_f(self.H - 6),
+                    class_="chart-interval",
+                    data_interval=interval,
                 ),
             ]
         )
+
+    def legend(self) -> Html:
+        items = []
+        for (row, x), party in zip(self.legend_rows, self.aar.comms.parties, strict=True):
+            y = self.H + 8 + 18 * row
+            colour = PALETTE[self.aar.comms.parties.index(party) % len(PALETTE)]
+            items += [
+                el("rect", x=_f(10 + x), y=_f(y), width="12", height="12", fill=colour),
+                el("text", self.aar.who(party), x=_f(10 + x + 16), y=_f(y + 10)),
+            ]
+        return el("g", join(items), class_="chart-legend")
+
+
+def _legend_rows(names: list[str], width: float) -> list[tuple[int, float]]:
+    """(row, x) for each legend entry: a swatch and a name, wrapping onto new rows."""
+    placed, row, x = [], 0, 0.0
+    for name in names:
+        size = 16 + _text_width(name) + 18
+        if x and x + size > width:
+            row, x = row + 1, 0.0
+        placed.append((row, x))
+        x += size
+    return placed
 
 
 def _span(aar: AfterAction) -> int:
@@ -344,8 +502,9 @@ def letters_chart(aar: AfterAction) -> Html:
         "svg",
         join(chart.column(index) for index in range(chart.slices)),
         chart.axis(),
+        chart.legend(),
         id="chart-letters",
-        viewBox=f"0 0 {chart.W} {chart.H}",
+        viewBox=f"0 0 {chart.W} {chart.height}",
         width="100%",
         role="img",
         aria_label="Letters sent over exercise time, stacked by sender",
@@ -355,11 +514,15 @@ def letters_chart(aar: AfterAction) -> Html:
 def open_chart(aar: AfterAction) -> Html:
     """Per party, the median (dark) and longest (light) time to open a letter, world time."""
     rows = aar.comms.totals
-    width, left, row_h, top = 560, 170, 30, 10
+    width, left, top = 560, 170, 10
+    names = {p.party: wrap(aar.who(p.party), 25) for p in rows}
+    row_h = max([30] + [13 * len(lines) + 8 for lines in names.values()])
     height = top + row_h * len(rows) + 24
     longest = max([p.time_to_open.max or 0 for p in rows] + [1.0])
     scale = (width - left - 230) / longest  # room after the bar for its label
-    bars = [_open_row(aar, p, top + i * row_h, left, scale) for i, p in enumerate(rows)]
+    bars = [
+        _open_row(aar, p, names[p.party], top + i * row_h, left, scale) for i, p in enumerate(rows)
+    ]
     caption = el("text", "time to open, world time", x=_f(left), y=_f(height - 6))
     return el(
         "svg",
@@ -373,10 +536,11 @@ def open_chart(aar: AfterAction) -> Html:
     )
 
 
-def _open_row(aar: AfterAction, party: PartyComms, y: float, left: float, scale: float) -> Html:
+def _open_row(
+    aar: AfterAction, party: PartyComms, name: list[str], y: float, left: float, scale: float
+) -> Html:
     times = party.time_to_open
-    name = _fit(aar.who(party.party), 26)
-    label = el("text", name, x=_f(left - 8), y=_f(y + 16), text_anchor="end")
+    label = el("text", _lines(name, left - 8, y + 16, 13), text_anchor="end", class_="open-name")
     if times.median is None or times.max is None:
         return join([label, el("text", "no letters opened", x=_f(left), y=_f(y + 16))])
     summary = f"median {_rough(times.median)}, longest {_rough(times.max)} (n={len(times.seconds)})"

@@ -70,11 +70,6 @@ def moves_table(aar: AfterAction) -> Table:
     return ["move", "title", "starts", "world time"], rows
 
 
-def objectives_table(aar: AfterAction) -> Table:
-    rows = [[o.id, o.text, o.rating, _share(o), str(len(o.expectations))] for o in aar.objectives]
-    return ["objective", "text", "suggested rating", "met (weighted)", "expectations"], rows
-
-
 def _share(objective: ObjectiveResult) -> str:
     if objective.fraction is None:
         return NO_VALUE
@@ -128,6 +123,7 @@ _PARTY_HEADERS = [
     "open: max",
     "reply: median",
     "reply: max",
+    "relayed",
     "unanswered",
     "undecided",
 ]
@@ -144,6 +140,7 @@ def _party_row(aar: AfterAction, p: PartyComms) -> list[str]:
         duration(p.time_to_open.max),
         duration(p.time_to_reply.median),
         duration(p.time_to_reply.max),
+        _labels(p.relayed),
         _labels(p.unanswered),
         _labels(p.undecided),
     ]
@@ -173,13 +170,14 @@ def letters_table(aar: AfterAction) -> Table:
             str(letter.move),
             letter.subject or "(sealed)",
             letter.in_reply_to or NO_VALUE,
+            letter.forwards or NO_VALUE,
             ", ".join(mark.event for mark in letter.marks) or NO_VALUE,
             letter.final_state or NO_VALUE,
         ]
         for letter in aar.comms.letters
     ]
     headers = ["letter", "from → to", "sent", "world time", "move", "subject", "in reply to"]
-    return [*headers, "receipts", "final state"], rows
+    return [*headers, "relays", "receipts", "final state"], rows
 
 
 def timeline_table(aar: AfterAction) -> Table:
@@ -218,18 +216,165 @@ def integrity_table(aar: AfterAction) -> Table:
 def plan_table(aar: AfterAction) -> Table:
     rows = [
         [
+            row.capability,
             f"{row.objective} ({row.rating})",
-            row.area_for_improvement,
+            row.issue,
             row.corrective_action,
-            row.capability_element,
-            row.owner,
+            row.organisation,
+            row.point_of_contact,
             row.start,
-            row.completion,
+            row.end,
         ]
         for row in aar.improvement_plan
     ]
-    headers = ["objective", "area for improvement", "corrective action", "capability element"]
-    return [*headers, "owner", "start", "completion"], rows
+    headers = ["core capability", "objective (rating)", "issue / area for improvement"]
+    return [*headers, "corrective action", "organisation", "point of contact", "start", "end"], rows
+
+
+# --- page one ------------------------------------------------------------------------------------
+
+
+def _people(aar: AfterAction) -> str:
+    seats = aar.overview.parties
+    players = sorted({p.player for p in seats if p.player})
+    text = f"{len(seats)} seats: {aar.key_figures.people} played by people"
+    text += f", {aar.key_figures.bots} by bots"
+    control = sum(p.play == "control" for p in seats)
+    text += f", {control} by the control cell" if control else ""
+    return text + (f" ({', '.join(players)})" if players else "")
+
+
+def summary_table(aar: AfterAction) -> Table:
+    """Page one's facts: what, when, who."""
+    o = aar.overview
+    rows = [
+        ["Exercise", f"{o.title} (scenario revision {o.revision})"],
+        ["Played", f"{world(o.wall_start)} to {world(o.wall_end)} (wall clock)"],
+        ["Story time", f"{world(o.world_start)} to {world(o.world_end)}"],
+        ["Exercise time", f"{duration(o.duration_ms / 1000)} (scheduled end {offset(o.end_ms)})"],
+        ["Participants", _people(aar)],
+        ["Evaluators", ", ".join(aar.evaluators) or "none named (notes.yaml)"],
+        ["Kind", "rehearsal (stand-in bots in the human seats)" if o.rehearse else "live play"],
+    ]
+    return ["", ""], rows
+
+
+def rating_text(objective: ObjectiveResult) -> str:
+    if objective.rated_by == "evaluator" and objective.rating != objective.suggested_rating:
+        return f"{objective.rating} (suggested {objective.suggested_rating})"
+    suffix = "" if objective.rated_by == "evaluator" else " (suggested)"
+    return objective.rating + suffix
+
+
+def ratings_table(aar: AfterAction) -> Table:
+    rows = [
+        [o.id, o.text, o.core_capability or NO_VALUE, rating_text(o), _share(o)]
+        for o in aar.objectives
+    ]
+    return ["objective", "text", "core capability", "rating", "expectations met"], rows
+
+
+def key_figures_table(aar: AfterAction) -> Table:
+    k = aar.key_figures
+    rows = [
+        ["Injects", k.injects],
+        ["Letters", str(k.letters)],
+        [
+            "Expectations",
+            f"{k.expectations_met} met, {k.expectations_missed} missed, "
+            f"{k.expectations_pending} pending at the end",
+        ],
+        ["Control actions", str(k.control_actions)],
+        ["Letters verified", k.letters_verified],
+    ]
+    return ["", ""], rows
+
+
+def main_strengths(aar: AfterAction, most: int = 5) -> list[str]:
+    found = [f"{o.id}: {text}" for o in aar.objectives for text in o.strengths]
+    return found[:most]
+
+
+def main_areas(aar: AfterAction, most: int = 5) -> list[str]:
+    found = [
+        f"{o.id}: {area.observation or area.recommendation}"
+        for o in aar.objectives
+        for area in o.areas_for_improvement
+    ]
+    return found[:most]
+
+
+NO_NOTES = (
+    "No evaluator observations yet: run `channel exercise notes RUN`, fill in notes.yaml, and "
+    "make the report again."
+)
+
+
+# --- appendices ----------------------------------------------------------------------------------
+
+
+def msel_table(aar: AfterAction) -> Table:
+    rows = []
+    for row in aar.msel:
+        late = (
+            duration(abs(row.played_t - row.planned_t) / 1000)
+            if row.played_t is not None and row.planned_t is not None
+            else NO_VALUE
+        )
+        if late not in {NO_VALUE, "0s"} and row.played_t is not None and row.planned_t is not None:
+            late = ("+" if row.played_t > row.planned_t else "−") + late
+        planned = offset(row.planned_t) if row.planned_t is not None else "contingency"
+        sender = aar.who(row.sender) if row.sender else "the wires"
+        to = ", ".join(aar.who(name) for name in row.to) or "everyone"
+        rows.append(
+            [
+                row.id,
+                str(row.move) if row.move is not None else NO_VALUE,
+                row.channel,
+                f"{sender} → {to}",
+                row.subject,
+                planned,
+                offset(row.played_t),
+                late,
+                row.status + (f" ({row.cause})" if row.cause and row.cause != "scheduled" else ""),
+            ]
+        )
+    headers = ["inject", "move", "channel", "from → to", "subject", "planned", "played"]
+    return [*headers, "difference", "status"], rows
+
+
+def control_table(aar: AfterAction) -> Table:
+    rows = [[offset(a.t), world(a.world), a.text] for a in aar.control_actions]
+    return ["exercise time", "world time", "control action"], rows
+
+
+def feedback_table(aar: AfterAction) -> Table:
+    answers = aar.feedback.answers if aar.feedback else []
+    rows = [
+        [
+            aar.who(f.seat),
+            f.respondent or NO_VALUE,
+            f"{f.rating}/5" if f.rating else NO_VALUE,
+            f.strengths or NO_VALUE,
+            f.improvements or NO_VALUE,
+            f.actions or NO_VALUE,
+            f.comments or NO_VALUE,
+        ]
+        for f in answers
+    ]
+    headers = ["seat", "respondent", "rating", "went well", "to improve", "will do differently"]
+    return [*headers, "comments"], rows
+
+
+def feedback_summary(aar: AfterAction) -> str:
+    summary = aar.feedback
+    if summary is None:
+        return (
+            "No participant feedback: each seat answers the hot-wash questions with "
+            "`channel exercise feedback RUN --seat PARTY`."
+        )
+    mean = f"; mean rating {summary.mean_rating:.1f} of 5" if summary.mean_rating else ""
+    return f"{len(summary.answers)} of {summary.seats} seats answered{mean}."
 
 
 def integrity_summary(aar: AfterAction) -> str:
