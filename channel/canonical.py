@@ -38,7 +38,11 @@ def format_time(moment: datetime) -> str:
 
 
 def parse_time(text: str) -> datetime:
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    """A protocol timestamp (TIMESTAMP_PATTERN, checked by the models) as an aware datetime.
+
+    `fromisoformat` is C and about ten times faster than `strptime`, which matters on the hot
+    path; the pattern admits only what both read the same way."""
+    return datetime.fromisoformat(text)
 
 
 def to_millis(text: str) -> int:

@@ -259,8 +259,10 @@ class ReceiptList(Wire):
 
 class LiveEvent(Wire):
     """One event on a party's stream: a new letter in its inbox, or a receipt on a letter it sent
-    or received. Envelope metadata and receipts only, never content. `id` is the stream's id for
-    it (the SSE event id, for reconnecting with Last-Event-ID); it is not stored inside the event.
+    or received. Thin: what a watcher shows (ids, state, the receipt's seq and time, the route and
+    precedence); the envelope and the signed receipts are a GET of the letter's status away.
+    `id` is the stream's id for it (the SSE event id, for reconnecting with Last-Event-ID); it is
+    not stored inside the event.
     """
 
     id: str | None = None
@@ -269,7 +271,6 @@ class LiveEvent(Wire):
     sender: PartyName
     recipient: PartyName
     precedence: Precedence
-    sent_at: Timestamp
-    expires_at: Timestamp
     state: State
-    receipt: Receipt
+    seq: Annotated[int, Field(ge=0)]
+    at: Timestamp  # the receipt's time

@@ -96,7 +96,8 @@ class Route:
     response: type[Wire]
     request: type[Wire] | None = None
     signed: bool = True
-    claims_nonce: bool = False  # the handler claims the request's nonce in its own script
+    # The handler claims the request's nonce and takes its rate-limit token in its own script.
+    claims_nonce: bool = False
     status: int = 200
     errors: tuple[type[ChannelError], ...] = field(default=())
 
