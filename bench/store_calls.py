@@ -132,6 +132,11 @@ async def run(letters: int, concurrency: int) -> None:
             "ciphertext": await redis.memory_usage(f"bc:{{{sample.recipient}}}:ct:{sample.id}"),
         }
         encoding = await redis.object("encoding", letter_key)
+        by_kind: dict[str, int] = {}
+        async for key in redis.scan_iter(count=1000):
+            kind = _kind(key.decode())
+            by_kind[kind] = by_kind.get(kind, 0) + (await redis.memory_usage(key, samples=0) or 0)
+        ciphertext_bytes = len(sends[0][1].ciphertext)
 
         # round trips per open
         await redis.config_resetstat()
@@ -155,12 +160,26 @@ async def run(letters: int, concurrency: int) -> None:
         print("  Redis commands per open (status read + open, as the courier does it):")
         for name, count in sorted(per_open.items()):
             print(f"    {name:<12} {count / opened:.2f}")
-        print(f"  Redis memory per queued letter (INFO used_memory): {(after_memory - before_memory) / n:,.0f} B")
+        print(
+            f"  Redis memory per queued letter (INFO used_memory): {(after_memory - before_memory) / n:,.0f} B"
+        )
         print(f"  MEMORY USAGE of one letter: {usage}, hash encoding {encoding.decode()}")
+        print(f"  (a 1 KB body seals to {ciphertext_bytes} B of ciphertext)")
+        print("  MEMORY USAGE per letter, by kind of key (after the opens above):")
+        for kind, total in sorted(by_kind.items(), key=lambda item: -item[1]):
+            print(f"    {kind:<10} {total / n:,.0f} B")
         await store.close()
     finally:
         await redis.aclose()
         server.stop()
+
+
+def _kind(key: str) -> str:
+    """What a key holds, from its name: bc:{party}:KIND[:id] or bc:{due:K}."""
+    if key.startswith("bc:{due:"):
+        return "due"
+    parts = key.split(":")
+    return parts[2] if len(parts) > 2 else key
 
 
 def decision_for_state() -> Any:

@@ -54,6 +54,11 @@ def millis(moment: datetime) -> int:
     return (moment - _EPOCH) // timedelta(milliseconds=1)
 
 
+def from_millis(ms: int) -> datetime:
+    """The moment `ms` milliseconds after the epoch (the inverse of `millis`)."""
+    return _EPOCH + timedelta(milliseconds=ms)
+
+
 def now_utc() -> datetime:
     """The current time, truncated to the millisecond precision timestamps carry."""
     moment = datetime.now(UTC)

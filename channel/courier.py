@@ -235,19 +235,17 @@ class Courier:
         receipt = sign_receipt(
             self._key, letter_id=env.id, seq=0, event=State.ACCEPTED, at=now, envelope_sha256=digest
         )
-        envelope = env.signable()
         result = await self.store.send(
             letter_id=env.id,
             sender=sender,
             recipient=env.recipient,
             digest=digest,
-            envelope=envelope,
+            envelope=env,
             seal=letter.seal,
             ciphertext=letter.ciphertext,
             sent_ms=sent_ms,
             expires_ms=expires_ms,
-            receipt=receipt.signable(),
-            receipt_hash=receipt.chain_hash(),
+            receipt=receipt,
             recipient_event=_event(env, receipt, "letter"),
             sender_event=_event(env, receipt, "receipt"),
             nonce=signed.nonce,
@@ -255,8 +253,8 @@ class Courier:
             rate=self.rate_limit,
             now_ms=millis(now),
         )
-        if result.outcome == "exists":
-            return Receipt.model_validate_json(result.receipt), False
+        if result.outcome == "exists" and result.receipt is not None:
+            return result.receipt, False
         if result.outcome != "created":
             raise _refusal(result, sender, env.id)
         self._on_event(State.ACCEPTED)
@@ -427,7 +425,7 @@ class Courier:
                 if record is None:
                     await self.store.settle_fanout(recipient, letter_id, _GONE)
                 elif await self._fan_out(record):
-                    await self.store.settle_fanout(recipient, letter_id, len(record.receipts))
+                    await self.store.settle_fanout(recipient, letter_id, len(record.chain))
             except StoreUnavailable:
                 raise
             except Exception:
@@ -542,8 +540,7 @@ class Courier:
                 sender=record.sender,
                 expected_head=record.head,
                 new_state=event,
-                new_head=receipts[-1].chain_hash(),
-                receipts=[r.signable() for r in receipts],
+                receipts=receipts,
                 events=[_event(envelope, r, "receipt") for r in receipts],
                 terminal=lifecycle.is_terminal(event),
                 release=release,
@@ -570,8 +567,8 @@ class Courier:
         reason: str | None,
         recipient_signature: bytes | None,
     ) -> list[Receipt]:
-        now, prev, seq, out = self._clock(), record.head, len(record.receipts), []
-        if record.receipts:
+        now, prev, seq, out = self._clock(), record.head, len(record.chain), []
+        if record.chain:
             # Replicas' clocks differ a little; a chain's times must still never go backwards.
             now = max(now, parse_time(record.chain[-1].at))
         for event in events:
@@ -622,17 +619,14 @@ class Courier:
 def _advanced(
     record: LetterRecord, event: State, receipts: list[Receipt], released: bytes | None
 ) -> LetterRecord:
-    """The record as the store now holds it, without reading (or parsing) it again."""
-    advanced = replace(
+    """The record as the store now holds it, without reading it again."""
+    return replace(
         record,
         state=event,
         head=receipts[-1].chain_hash(),
         ciphertext=released if released is not None else record.ciphertext,
-        receipts=[*record.receipts, *(r.signable() for r in receipts)],
+        chain=[*record.chain, *receipts],
     )
-    # Its parsed envelope and chain are known: fill the cached properties instead of re-parsing.
-    advanced.__dict__.update(env=record.env, chain=[*record.chain, *receipts])
-    return advanced
 
 
 def _refusal(result: SendResult, sender: str, letter_id: str) -> ChannelError:

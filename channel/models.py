@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Mapping
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from functools import cached_property
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, WithJsonSchema
 
@@ -72,7 +74,21 @@ class Wire(BaseModel):
 
     def signable(self, *, exclude: set[str] | None = None) -> bytes:
         """Canonical JSON of this model (absent optionals omitted), the bytes signatures cover."""
+        if exclude is None:
+            return self.canonical
         return canonical_json(self.model_dump(mode="json", exclude_none=True, exclude=exclude))
+
+    @cached_property
+    def canonical(self) -> bytes:
+        """`signable()`, computed once: the model is frozen, so its canonical bytes never change
+        (digests, chain hashes and signatures all need them)."""
+        return canonical_json(self.model_dump(mode="json", exclude_none=True))
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A copy; its canonical bytes are computed afresh (pydantic would copy the cache)."""
+        copied = super().model_copy(update=update, deep=deep)
+        copied.__dict__.pop("canonical", None)
+        return copied
 
 
 class Precedence(StrEnum):

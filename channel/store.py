@@ -35,7 +35,6 @@ import asyncio
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cached_property
 from importlib import resources
 from typing import Any, Literal
 from urllib.parse import unquote
@@ -48,6 +47,14 @@ from redis.exceptions import ConnectionError as LostConnection
 from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 from redis.exceptions import TimeoutError as TimedOut
 
+from channel.canonical import ZERO_HASH as ZERO
+from channel.compact import (
+    pack_envelope,
+    pack_receipt,
+    unpack_chain,
+    unpack_envelope,
+    unpack_receipt,
+)
 from channel.errors import StoreUnavailable
 from channel.lifecycle import State
 from channel.models import Envelope, Receipt
@@ -111,11 +118,8 @@ class RateLimit:
 
 @dataclass(frozen=True)
 class LetterRecord:
-    """A letter as the store holds it: no plaintext, ever.
-
-    Decoded once, here at the store boundary: its envelope and receipts are parsed on first use
-    and kept, with the canonical bytes they came from.
-    """
+    """A letter as the store holds it: no plaintext, ever. Decoded once, here at the store
+    boundary, into the typed envelope and receipts (channel/compact.py says how they are kept)."""
 
     id: str
     recipient: str
@@ -123,25 +127,17 @@ class LetterRecord:
     state: State
     head: str
     expires_ms: int
-    envelope: bytes  # canonical JSON, exactly as sealed
+    env: Envelope  # its canonical JSON is exactly the bytes sealed
     seal: bytes
     digest: str
     ciphertext: bytes | None  # only when asked for, and only until it is released
-    receipts: list[bytes]  # canonical JSON, in chain order
-
-    @cached_property
-    def env(self) -> Envelope:
-        return Envelope.model_validate_json(self.envelope)
-
-    @cached_property
-    def chain(self) -> list[Receipt]:
-        return [Receipt.model_validate_json(raw) for raw in self.receipts]
+    chain: list[Receipt]  # the signed receipts, in order
 
 
 @dataclass(frozen=True)
 class SendResult:
     outcome: SendOutcome
-    receipt: bytes = b""  # the stored `accepted` receipt: created or exists
+    receipt: Receipt | None = None  # the stored `accepted` receipt: created or exists
     retry_after_ms: int = 0  # limited
 
 
@@ -282,13 +278,12 @@ class Store:
         sender: str,
         recipient: str,
         digest: str,
-        envelope: bytes,
+        envelope: Envelope,
         seal: bytes,
         ciphertext: bytes,
         sent_ms: int,
         expires_ms: int,
-        receipt: bytes,
-        receipt_hash: str,
+        receipt: Receipt,
         recipient_event: bytes,
         sender_event: bytes,
         nonce: str,
@@ -300,12 +295,14 @@ class Store:
         single Redis; on a cluster, the sender's half and then the recipient's (docs/store.md)."""
         capacity, per_second = (rate.capacity, rate.per_second) if rate else (0, 0.0)
         # Digests and chain hashes are stored as raw bytes: half the size of their hex.
-        raw_digest, raw_head = bytes.fromhex(digest), bytes.fromhex(receipt_hash)
+        raw_digest, raw_head = bytes.fromhex(digest), bytes.fromhex(receipt.chain_hash())
+        packed_envelope, packed_receipt = pack_envelope(envelope), pack_receipt(receipt)
         if self.clustered:
             return await self._send_in_two(
                 letter_id, sender, recipient, sent_ms, nonce, nonce_ttl_ms, capacity, per_second,
-                now_ms, [raw_digest, envelope, seal, ciphertext, sender, sent_ms, expires_ms,
-                         receipt, raw_head, recipient_event, EVENTS_MAXLEN],
+                now_ms, [raw_digest, packed_envelope, seal, ciphertext, sender, sent_ms,
+                         expires_ms, packed_receipt, raw_head, recipient_event, EVENTS_MAXLEN],
+                receipt,
             )  # fmt: skip
         keys = [
             _party(sender, f"nonce:{nonce}"),
@@ -323,11 +320,11 @@ class Store:
         ]
         args = [
             nonce_ttl_ms, capacity, per_second, now_ms, letter_id, sender, recipient, raw_digest,
-            envelope, seal, ciphertext, sent_ms, expires_ms, receipt, raw_head, recipient_event,
-            sender_event, EVENTS_MAXLEN, f"{recipient} {letter_id}",
+            packed_envelope, seal, ciphertext, sent_ms, expires_ms, packed_receipt, raw_head,
+            recipient_event, sender_event, EVENTS_MAXLEN, f"{recipient} {letter_id}",
         ]  # fmt: skip
         outcome, detail = await self._run("send", keys, args)
-        return _send_result(outcome, detail)
+        return _send_result(outcome, detail, receipt)
 
     async def _send_in_two(
         self,
@@ -341,6 +338,7 @@ class Store:
         per_second: float,
         now_ms: int,
         letter_args: list[Any],
+        receipt: Receipt,
     ) -> SendResult:
         """The cluster send: the sender's slot first (nonce, token, outbox entry), then the
         recipient's (letter, inbox, deadline, its event, a fan-out mark for the sender's event,
@@ -372,7 +370,7 @@ class Store:
         outcome, stored = await self._run("create_letter", keys, [letter_id, *letter_args])
         if outcome == b"conflict" and filed == b"new":
             await self._release_unless_ours(sender, recipient, letter_id)
-        return _send_result(outcome, stored)
+        return _send_result(outcome, stored, receipt)
 
     async def _release_unless_ours(self, sender: str, recipient: str, letter_id: str) -> None:
         """Undo the outbox entry a refused cluster send filed, unless the letter holding the id is
@@ -402,8 +400,7 @@ class Store:
         sender: str,
         expected_head: str,
         new_state: State,
-        new_head: str,
-        receipts: list[bytes],
+        receipts: list[Receipt],
         events: list[bytes],
         terminal: bool,
         release: bool,
@@ -427,7 +424,7 @@ class Store:
             letter_id,
             bytes.fromhex(expected_head),
             new_state.value,
-            bytes.fromhex(new_head),
+            bytes.fromhex(receipts[-1].chain_hash()),
             "1" if terminal else "0",
             "1" if release else "0",
             retention_ms,
@@ -435,7 +432,7 @@ class Store:
             "mark" if self.clustered else "both",
             member,
             len(receipts),
-            *receipts,
+            *(pack_receipt(r) for r in receipts),
             *events,
         ]
         outcome, released = await self._run("transition", keys, args)
@@ -630,11 +627,19 @@ async def _reply_or_error(client: aioredis.Redis, args: tuple[Any, ...]) -> Any:
         return exc
 
 
-def _send_result(outcome: bytes, detail: bytes) -> SendResult:
+def _send_result(outcome: bytes, detail: bytes, sent: Receipt) -> SendResult:
+    """The script's answer; for `exists`, the receipt stored by the first send of the letter."""
     name: SendOutcome = outcome.decode()  # type: ignore[assignment]
     if name == "limited":
         return SendResult(name, retry_after_ms=int(detail))
-    return SendResult(name, detail or b"")
+    if name == "created":
+        return SendResult(name, sent)
+    if name == "exists":
+        first = unpack_receipt(
+            detail, letter_id=sent.letter_id, seq=0, envelope_sha256=sent.envelope_sha256, prev=ZERO
+        )
+        return SendResult(name, first)
+    return SendResult(name)
 
 
 def _lua(name: str) -> str:
@@ -643,18 +648,19 @@ def _lua(name: str) -> str:
 
 def _record(letter_id: str, recipient: str, raw: list[bytes]) -> LetterRecord:
     state, head, sender, exp, env, seal, digest, ciphertext, *receipts = raw
+    sender_name, digest_hex = sender.decode(), digest.hex()
     return LetterRecord(
         id=letter_id,
         recipient=recipient,
-        sender=sender.decode(),
+        sender=sender_name,
         state=State(state.decode()),
         head=head.hex(),
         expires_ms=int(exp),
-        envelope=env,
+        env=unpack_envelope(env, letter_id=letter_id, sender=sender_name, recipient=recipient),
         seal=seal,
-        digest=digest.hex(),
+        digest=digest_hex,
         ciphertext=ciphertext or None,
-        receipts=receipts,
+        chain=unpack_chain(receipts, letter_id=letter_id, envelope_sha256=digest_hex),
     )
 
 

@@ -7,18 +7,21 @@ import contextlib
 import hashlib
 import re
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from importlib import resources
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from redis.crc import key_slot
 
 from channel.client import Client
 from channel.courier import Courier
 from channel.embedded import EmbeddedRedis
 from channel.lifecycle import State
-from channel.seal import PartyKeys, decision_for, sign_decision
+from channel.models import Envelope, Receipt
+from channel.seal import PartyKeys, decision_for, sign_decision, sign_receipt
 from channel.store import DUE_BUCKETS, RateLimit, Store, due_bucket
 from tests.conftest import (
     Connect,
@@ -242,9 +245,37 @@ async def store(redis: aioredis.Redis, redis_server: EmbeddedRedis) -> AsyncIter
     await opened.close()
 
 
-# Digests and chain hashes as the courier passes them: 64 hex digits.
+# Envelope digests as the courier passes them (the store does not recompute them).
 D1, D2 = "d1" * 32, "d2" * 32
-H0, H1, STALE = "00" * 32, "11" * 32, "0f" * 32
+STALE = "0f" * 32
+COURIER_KEY = Ed25519PrivateKey.generate()
+AT = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def _envelope(letter_id: str, sender: str, recipient: str, size: int) -> Envelope:
+    return Envelope(
+        id=letter_id,
+        sender=sender,
+        recipient=recipient,
+        sent_at="2026-01-01T00:00:00.001Z",
+        expires_at="2026-01-01T00:00:02.000Z",
+        recipient_key="ab" * 32,
+        ciphertext_sha256="cd" * 32,
+        ciphertext_size=size,
+    )
+
+
+def _receipt(letter_id: str, digest: str, seq: int = 0, **fields: Any) -> Receipt:
+    event = fields.pop("event", State.ACCEPTED)
+    return sign_receipt(
+        COURIER_KEY,
+        letter_id=letter_id,
+        seq=seq,
+        event=event,
+        at=AT,
+        envelope_sha256=digest,
+        **fields,
+    )
 
 
 def _send_args(
@@ -262,13 +293,12 @@ def _send_args(
         "sender": sender,
         "recipient": recipient,
         "digest": digest,
-        "envelope": b"{}",
+        "envelope": _envelope(letter_id, sender, recipient, len(ciphertext)),
         "seal": b"s" * 64,
         "ciphertext": ciphertext,
         "sent_ms": 1000,
         "expires_ms": 2000,
-        "receipt": b'{"seq":0}',
-        "receipt_hash": H0,
+        "receipt": _receipt(letter_id, digest),
         "recipient_event": b'{"event":"r"}',
         "sender_event": b'{"event":"s"}',
         "nonce": nonce * 32,
@@ -283,10 +313,10 @@ async def test_send_is_idempotent_on_id_and_digest(store: Store, redis: aioredis
     nothing but its own nonce."""
     letter_id = "0" * 26
     first = await store.send(**_send_args(letter_id, D1))  # type: ignore[arg-type]
-    assert (first.outcome, first.receipt) == ("created", b'{"seq":0}')
+    assert (first.outcome, first.receipt) == ("created", _receipt(letter_id, D1))
     before = await store_snapshot(redis)
     again = await store.send(**_send_args(letter_id, D1, b"other", nonce="b"))  # type: ignore[arg-type]
-    assert (again.outcome, again.receipt) == ("exists", b'{"seq":0}')
+    assert (again.outcome, again.receipt) == ("exists", _receipt(letter_id, D1))
     clash = await store.send(**_send_args(letter_id, D2, nonce="c"))  # type: ignore[arg-type]
     assert clash.outcome == "conflict"
     after = await store_snapshot(redis)
@@ -298,6 +328,9 @@ async def test_send_is_idempotent_on_id_and_digest(store: Store, redis: aioredis
     record = await store.letter(QUDS, letter_id, with_ciphertext=True)
     assert record is not None
     assert (record.state, record.digest, record.ciphertext) == (State.ACCEPTED, D1, b"ct")
+    assert record.env == _envelope(letter_id, DIRECTOR, QUDS, 2)  # unpacked as it was sealed
+    assert record.env.signable() == _envelope(letter_id, DIRECTOR, QUDS, 2).signable()
+    assert record.chain == [_receipt(letter_id, D1)]
 
 
 async def test_send_writes_everything_in_one_call(store: Store, redis: aioredis.Redis) -> None:
@@ -349,11 +382,12 @@ async def test_transition_is_compare_and_set_on_the_head(
     """A transition from a stale head changes nothing; from the right head it appends and moves."""
     letter_id = "1" * 26
     await store.send(**_send_args(letter_id, D1))  # type: ignore[arg-type]
+    head = _receipt(letter_id, D1).chain_hash()
+    delivered = _receipt(letter_id, D1, 1, event=State.DELIVERED, prev=head)
     options = {
         "sender": DIRECTOR,
         "new_state": State.DELIVERED,
-        "new_head": H1,
-        "receipts": [b'{"seq":1}'],
+        "receipts": [delivered],
         "events": [b'{"event":1}'],
         "terminal": False,
         "release": False,
@@ -363,18 +397,18 @@ async def test_transition_is_compare_and_set_on_the_head(
     stale = await store.transition(QUDS, letter_id, expected_head=STALE, **options)  # type: ignore[arg-type]
     assert stale.outcome == "stale"
     assert await store_snapshot(redis) == before
-    missing = await store.transition(QUDS, "2" * 26, expected_head=H0, **options)  # type: ignore[arg-type]
+    missing = await store.transition(QUDS, "2" * 26, expected_head=head, **options)  # type: ignore[arg-type]
     assert missing.outcome == "missing"
     assert await store_snapshot(redis) == before
-    moved = await store.transition(QUDS, letter_id, expected_head=H0, **options)  # type: ignore[arg-type]
+    moved = await store.transition(QUDS, letter_id, expected_head=head, **options)  # type: ignore[arg-type]
     assert moved.outcome == "ok"
     assert moved.ciphertext is None
     record = await store.letter(QUDS, letter_id)
     assert record is not None
-    assert (record.state, record.head, record.receipts) == (
+    assert (record.state, record.head, record.chain) == (
         State.DELIVERED,
-        H1,
-        [b'{"seq":0}', b'{"seq":1}'],
+        delivered.chain_hash(),
+        [_receipt(letter_id, D1), delivered],
     )
 
 
@@ -382,14 +416,24 @@ async def test_release_hands_out_the_ciphertext_once(store: Store) -> None:
     """A releasing transition returns the ciphertext and drops it from the store."""
     letter_id = "3" * 26
     await store.send(**_send_args(letter_id, D1, b"sealed bytes"))  # type: ignore[arg-type]
+    head = _receipt(letter_id, D1).chain_hash()
+    delivered = _receipt(letter_id, D1, 1, event=State.DELIVERED, prev=head)
+    opened = _receipt(
+        letter_id,
+        D1,
+        2,
+        event=State.OPENED,
+        prev=delivered.chain_hash(),
+        reason="read it",
+        recipient_signature=b"r" * 64,
+    )
     released = await store.transition(
         QUDS,
         letter_id,
         sender=DIRECTOR,
-        expected_head=H0,
+        expected_head=head,
         new_state=State.OPENED,
-        new_head=H1,
-        receipts=[b"{}", b"{}"],
+        receipts=[delivered, opened],
         events=[b"{}", b"{}"],
         terminal=True,
         release=True,
@@ -400,6 +444,7 @@ async def test_release_hands_out_the_ciphertext_once(store: Store) -> None:
     assert record is not None
     assert record.ciphertext is None
     assert record.state is State.OPENED
+    assert record.chain[1:] == [delivered, opened]  # reason and recipient signature kept
     assert await store.due_letters(10_000, 10) == []
 
 
