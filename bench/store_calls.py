@@ -102,6 +102,10 @@ async def run(letters: int, concurrency: int) -> None:
     server = EmbeddedRedis(data)
     server.start()
     redis = aioredis.Redis.from_url(server.url)
+    import os
+    for item in filter(None, os.environ.get("REDIS_CONFIG", "").split(",")):
+        name, value = item.split("=")
+        await redis.config_set(name, value)
     try:
         parties, sends = _letters(letters)
         store = Store.from_url(server.url)

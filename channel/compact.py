@@ -1,6 +1,6 @@
 """How the store keeps envelopes and receipts: packed binary, a third of their JSON's size.
 
-What a letter's key and its other fields already say (its id, sender and recipient; a receipt's
+What a letter's key and its other fields already say (its id and recipient; a receipt's
 letter id, seq, envelope digest and `prev`, which is the chain hash of the receipt before it) is
 not repeated; hashes and signatures are raw bytes, times are milliseconds. Unpacking rebuilds the
 typed models, whose canonical JSON is exactly the bytes that were sealed and signed (canonical
@@ -41,14 +41,15 @@ def pack_envelope(env: Envelope) -> bytes:
         bytes.fromhex(env.recipient_key),
         bytes.fromhex(env.ciphertext_sha256),
     )
-    return head + (env.in_reply_to or "").encode("ascii")
+    # Then the sender and the optional reply-to id; names and ids are ASCII without spaces.
+    return head + f"{env.sender} {env.in_reply_to or ''}".encode("ascii")
 
 
-def unpack_envelope(packed: bytes, *, letter_id: str, sender: str, recipient: str) -> Envelope:
+def unpack_envelope(packed: bytes, *, letter_id: str, recipient: str) -> Envelope:
     form, v, precedence, suite, sent, expires, size, key, digest = _ENVELOPE.unpack_from(packed)
     if form != _ENVELOPE_FORMAT:
         raise ValueError(f"envelope record format {form} is not {_ENVELOPE_FORMAT}")
-    in_reply_to = packed[_ENVELOPE.size :].decode("ascii") or None
+    sender, _, in_reply_to = packed[_ENVELOPE.size :].decode("ascii").partition(" ")
     return Envelope(
         v=v,
         id=letter_id,
@@ -57,7 +58,7 @@ def unpack_envelope(packed: bytes, *, letter_id: str, sender: str, recipient: st
         sent_at=format_time(from_millis(sent)),
         expires_at=format_time(from_millis(expires)),
         precedence=_PRECEDENCES[precedence],
-        in_reply_to=in_reply_to,
+        in_reply_to=in_reply_to or None,
         suite=_SUITES[suite],
         recipient_key=key.hex(),
         ciphertext_sha256=digest.hex(),

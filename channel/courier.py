@@ -239,7 +239,6 @@ class Courier:
             letter_id=env.id,
             sender=sender,
             recipient=env.recipient,
-            digest=digest,
             envelope=env,
             seal=letter.seal,
             ciphertext=letter.ciphertext,
@@ -695,7 +694,7 @@ def _event(env: Envelope, receipt: Receipt, kind: Literal["letter", "receipt"]) 
             seq=receipt.seq,
             at=receipt.at,
         )
-        .model_dump_json(exclude_none=True)
+        .model_dump_json(exclude_defaults=True)
         .encode()
     )
 

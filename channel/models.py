@@ -286,7 +286,7 @@ class LiveEvent(Wire):
     letter_id: LetterId
     sender: PartyName
     recipient: PartyName
-    precedence: Precedence
+    precedence: Precedence = Precedence.ROUTINE  # left out when routine, as most letters are
     state: State
     seq: Annotated[int, Field(ge=0)]
     at: Timestamp  # the receipt's time

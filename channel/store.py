@@ -48,6 +48,7 @@ from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 from redis.exceptions import TimeoutError as TimedOut
 
 from channel.canonical import ZERO_HASH as ZERO
+from channel.canonical import to_millis
 from channel.compact import (
     pack_envelope,
     pack_receipt,
@@ -277,7 +278,6 @@ class Store:
         letter_id: str,
         sender: str,
         recipient: str,
-        digest: str,
         envelope: Envelope,
         seal: bytes,
         ciphertext: bytes,
@@ -294,14 +294,14 @@ class Store:
         """Accept a letter, with its request's nonce and rate-limit token: one script on a
         single Redis; on a cluster, the sender's half and then the recipient's (docs/store.md)."""
         capacity, per_second = (rate.capacity, rate.per_second) if rate else (0, 0.0)
-        # Digests and chain hashes are stored as raw bytes: half the size of their hex.
-        raw_digest, raw_head = bytes.fromhex(digest), bytes.fromhex(receipt.chain_hash())
+        # Chain hashes are stored as raw bytes: half the size of their hex.
+        raw_head = bytes.fromhex(receipt.chain_hash())
         packed_envelope, packed_receipt = pack_envelope(envelope), pack_receipt(receipt)
         if self.clustered:
             return await self._send_in_two(
                 letter_id, sender, recipient, sent_ms, nonce, nonce_ttl_ms, capacity, per_second,
-                now_ms, [raw_digest, packed_envelope, seal, ciphertext, sender, sent_ms,
-                         expires_ms, packed_receipt, raw_head, recipient_event, EVENTS_MAXLEN],
+                now_ms, [packed_envelope, seal, ciphertext, sent_ms, expires_ms, packed_receipt,
+                         raw_head, recipient_event, EVENTS_MAXLEN],
                 receipt,
             )  # fmt: skip
         keys = [
@@ -319,8 +319,8 @@ class Store:
             _party(sender, "events"),
         ]
         args = [
-            nonce_ttl_ms, capacity, per_second, now_ms, letter_id, sender, recipient, raw_digest,
-            packed_envelope, seal, ciphertext, sent_ms, expires_ms, packed_receipt, raw_head,
+            nonce_ttl_ms, capacity, per_second, now_ms, letter_id, recipient, packed_envelope,
+            seal, ciphertext, sent_ms, expires_ms, packed_receipt, raw_head,
             recipient_event, sender_event, EVENTS_MAXLEN, f"{recipient} {letter_id}",
         ]  # fmt: skip
         outcome, detail = await self._run("send", keys, args)
@@ -647,16 +647,17 @@ def _lua(name: str) -> str:
 
 
 def _record(letter_id: str, recipient: str, raw: list[bytes]) -> LetterRecord:
-    state, head, sender, exp, env, seal, digest, ciphertext, *receipts = raw
-    sender_name, digest_hex = sender.decode(), digest.hex()
+    state, head, packed_envelope, seal, ciphertext, *receipts = raw
+    env = unpack_envelope(packed_envelope, letter_id=letter_id, recipient=recipient)
+    digest_hex = env.digest()  # kept nowhere: the envelope's canonical bytes give it
     return LetterRecord(
         id=letter_id,
         recipient=recipient,
-        sender=sender_name,
+        sender=env.sender,
         state=State(state.decode()),
         head=head.hex(),
-        expires_ms=int(exp),
-        env=unpack_envelope(env, letter_id=letter_id, sender=sender_name, recipient=recipient),
+        expires_ms=to_millis(env.expires_at),
+        env=env,
         seal=seal,
         digest=digest_hex,
         ciphertext=ciphertext or None,

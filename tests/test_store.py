@@ -245,8 +245,8 @@ async def store(redis: aioredis.Redis, redis_server: EmbeddedRedis) -> AsyncIter
     await opened.close()
 
 
-# Envelope digests as the courier passes them (the store does not recompute them).
-D1, D2 = "d1" * 32, "d2" * 32
+# Two envelopes for one letter id (they differ in their ciphertext size).
+D1, D2 = 2, 3
 STALE = "0f" * 32
 COURIER_KEY = Ed25519PrivateKey.generate()
 AT = datetime(2026, 1, 1, tzinfo=UTC)
@@ -265,8 +265,9 @@ def _envelope(letter_id: str, sender: str, recipient: str, size: int) -> Envelop
     )
 
 
-def _receipt(letter_id: str, digest: str, seq: int = 0, **fields: Any) -> Receipt:
+def _receipt(letter_id: str, variant: int, seq: int = 0, **fields: Any) -> Receipt:
     event = fields.pop("event", State.ACCEPTED)
+    digest = _envelope(letter_id, DIRECTOR, QUDS, variant).digest()
     return sign_receipt(
         COURIER_KEY,
         letter_id=letter_id,
@@ -280,7 +281,7 @@ def _receipt(letter_id: str, digest: str, seq: int = 0, **fields: Any) -> Receip
 
 def _send_args(
     letter_id: str,
-    digest: str,
+    variant: int,
     ciphertext: bytes = b"ct",
     *,
     nonce: str = "a",
@@ -292,13 +293,12 @@ def _send_args(
         "letter_id": letter_id,
         "sender": sender,
         "recipient": recipient,
-        "digest": digest,
-        "envelope": _envelope(letter_id, sender, recipient, len(ciphertext)),
+        "envelope": _envelope(letter_id, sender, recipient, variant),
         "seal": b"s" * 64,
         "ciphertext": ciphertext,
         "sent_ms": 1000,
         "expires_ms": 2000,
-        "receipt": _receipt(letter_id, digest),
+        "receipt": _receipt(letter_id, variant),
         "recipient_event": b'{"event":"r"}',
         "sender_event": b'{"event":"s"}',
         "nonce": nonce * 32,
@@ -327,7 +327,8 @@ async def test_send_is_idempotent_on_id_and_digest(store: Store, redis: aioredis
     assert len(nonces) == 3
     record = await store.letter(QUDS, letter_id, with_ciphertext=True)
     assert record is not None
-    assert (record.state, record.digest, record.ciphertext) == (State.ACCEPTED, D1, b"ct")
+    digest = _envelope(letter_id, DIRECTOR, QUDS, D1).digest()
+    assert (record.state, record.digest, record.ciphertext) == (State.ACCEPTED, digest, b"ct")
     assert record.env == _envelope(letter_id, DIRECTOR, QUDS, 2)  # unpacked as it was sealed
     assert record.env.signable() == _envelope(letter_id, DIRECTOR, QUDS, 2).signable()
     assert record.chain == [_receipt(letter_id, D1)]
@@ -516,12 +517,10 @@ async def test_one_unreadable_record_does_not_stop_expiry(
         f"bc:{{aa.unreadable}}:letter:{'0' * 26}",
         mapping={
             "state": "misplaced",
-            "head": "0",
-            "sender": QUDS,
-            "exp": 0,
-            "env": "{}",
-            "seal": "",
-            "digest": "0",
+            "h": "0",
+            "e": "{}",
+            "s": "",
+            "d": "0",
         },
     )
     await asyncio.sleep(1.1)

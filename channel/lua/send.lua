@@ -1,8 +1,8 @@
 -- A whole send on a single Redis, in one atomic step (one round trip, one fsync): claim the
 -- request's nonce, take the sender's rate-limit token, file the sender's outbox entry, store the
 -- letter (its ciphertext in a key of its own), file the recipient's inbox entry, index the
--- deadline and append both parties' live events. A refusal writes nothing but the nonce and
--- the token (a refused-as-replayed or rate-limited send writes nothing at all).
+-- deadline and append both parties' live events. A replayed or rate-limited send writes
+-- nothing; any other refusal writes only the nonce and the token.
 -- KEYS[1] the sender's nonce key      KEYS[2] the sender's rate-limit bucket
 -- KEYS[3] the sender's sent hash      KEYS[4] the sender's outbox zset
 -- KEYS[5] the letter hash this id would name in the sender's own inbox
@@ -10,11 +10,11 @@
 -- KEYS[8] the recipient's inbox zset  KEYS[9] the recipient's sent hash
 -- KEYS[10] the due bucket             KEYS[11] the recipient's stream   KEYS[12] the sender's stream
 -- ARGV[1] nonce lifetime (ms)  ARGV[2] bucket capacity (0: no limit)  ARGV[3] refill per second
--- ARGV[4] now (ms)    ARGV[5] letter id   ARGV[6] sender   ARGV[7] recipient
--- ARGV[8] envelope digest (raw)   ARGV[9] canonical envelope   ARGV[10] seal   ARGV[11] ciphertext
--- ARGV[12] sent (ms)  ARGV[13] expires (ms)   ARGV[14] accepted receipt   ARGV[15] its chain hash
--- ARGV[16] the recipient's event   ARGV[17] the sender's event   ARGV[18] stream length cap
--- ARGV[19] the due bucket member ("recipient letter-id")
+-- ARGV[4] now (ms)    ARGV[5] letter id   ARGV[6] recipient
+-- ARGV[7] packed envelope (channel/compact.py; it names the sender)   ARGV[8] seal
+-- ARGV[9] ciphertext  ARGV[10] sent (ms)  ARGV[11] expires (ms)  ARGV[12] accepted receipt (packed)
+-- ARGV[13] its chain hash   ARGV[14] the recipient's event   ARGV[15] the sender's event
+-- ARGV[16] stream length cap   ARGV[17] the due bucket member ("recipient letter-id")
 -- Returns {"created", receipt} | {"exists", first receipt} | {"conflict", ""} | {"other", ""}
 --       | {"replayed", ""} | {"limited", ms until a token}
 if redis.call('EXISTS', KEYS[1]) == 1 then
@@ -48,13 +48,14 @@ if redis.call('EXISTS', KEYS[5]) == 1 then
   return {'other', ''}
 end
 local filed = redis.call('HGET', KEYS[3], ARGV[5])
-if filed and filed ~= ARGV[7] then
+if filed and filed ~= ARGV[6] then
   return {'other', ''}
 end
-local digest = redis.call('HGET', KEYS[6], 'digest')
-if digest then
-  if digest == ARGV[8] then
-    return {'exists', redis.call('HGET', KEYS[6], 'r:0')}
+-- The same envelope (so the same digest, the same sender) under this id: a re-send.
+local envelope = redis.call('HGET', KEYS[6], 'e')
+if envelope then
+  if envelope == ARGV[7] then
+    return {'exists', redis.call('HGET', KEYS[6], 'r0')}
   end
   return {'conflict', ''}
 end
@@ -62,15 +63,15 @@ if redis.call('HEXISTS', KEYS[9], ARGV[5]) == 1 then
   return {'conflict', ''}
 end
 if not filed then
-  redis.call('HSET', KEYS[3], ARGV[5], ARGV[7])
-  redis.call('ZADD', KEYS[4], ARGV[12], ARGV[5])
+  redis.call('HSET', KEYS[3], ARGV[5], ARGV[6])
+  redis.call('ZADD', KEYS[4], ARGV[10], ARGV[5])
 end
-redis.call('HSET', KEYS[6],
-  'digest', ARGV[8], 'env', ARGV[9], 'seal', ARGV[10], 'sender', ARGV[6],
-  'exp', ARGV[13], 'state', 'accepted', 'head', ARGV[15], 'seq', 1, 'r:0', ARGV[14])
-redis.call('SET', KEYS[7], ARGV[11])
-redis.call('ZADD', KEYS[8], ARGV[12], ARGV[5])
-redis.call('ZADD', KEYS[10], ARGV[13], ARGV[19])
-redis.call('XADD', KEYS[11], 'MAXLEN', '~', ARGV[18], '*', 'e', ARGV[16])
-redis.call('XADD', KEYS[12], 'MAXLEN', '~', ARGV[18], '*', 'e', ARGV[17])
-return {'created', ARGV[14]}
+-- Short field names keep the hash small, in Redis's compact encoding (docs/store.md).
+redis.call('HSET', KEYS[6], 'e', ARGV[7], 's', ARGV[8], 'state', 'accepted', 'h', ARGV[13],
+  'n', 1, 'r0', ARGV[12])
+redis.call('SET', KEYS[7], ARGV[9])
+redis.call('ZADD', KEYS[8], ARGV[10], ARGV[5])
+redis.call('ZADD', KEYS[10], ARGV[11], ARGV[17])
+redis.call('XADD', KEYS[11], 'MAXLEN', '~', ARGV[16], '*', 'e', ARGV[14])
+redis.call('XADD', KEYS[12], 'MAXLEN', '~', ARGV[16], '*', 'e', ARGV[15])
+return {'created', ARGV[12]}

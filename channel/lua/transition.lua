@@ -9,10 +9,9 @@
 -- ARGV[5] "1" if the new state is terminal      ARGV[6] "1" to release (return and drop) the ciphertext
 -- ARGV[7] retention after a terminal state (ms, 0 = keep)   ARGV[8] event stream length cap
 -- ARGV[9] "both" (single Redis) | "mark" (cluster)  ARGV[10] the due index member
--- ARGV[11] n, the number of receipts; then n receipts (canonical JSON, stored as fields
--- r:<seq>), then n events (JSON), in order
+-- ARGV[11] n, the number of receipts; then n receipts (packed, stored as fields r<seq>), then n events (JSON), in order
 -- Returns {"ok", ciphertext or ""} | {"stale", current state} | {"missing", ""}
-local head = redis.call('HGET', KEYS[1], 'head')
+local head = redis.call('HGET', KEYS[1], 'h')
 if not head then
   return {'missing', ''}
 end
@@ -25,17 +24,17 @@ if ARGV[6] == '1' then
   redis.call('DEL', KEYS[2])
 end
 local n = tonumber(ARGV[11])
-local seq = tonumber(redis.call('HGET', KEYS[1], 'seq'))
+local seq = tonumber(redis.call('HGET', KEYS[1], 'n'))
 local both = ARGV[9] == 'both'
 for i = 1, n do
-  redis.call('HSET', KEYS[1], 'r:' .. seq, ARGV[11 + i])
+  redis.call('HSET', KEYS[1], 'r' .. seq, ARGV[11 + i])
   redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[8], '*', 'e', ARGV[11 + n + i])
   if both then
     redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[8], '*', 'e', ARGV[11 + n + i])
   end
   seq = seq + 1
 end
-redis.call('HSET', KEYS[1], 'state', ARGV[3], 'head', ARGV[4], 'seq', seq)
+redis.call('HSET', KEYS[1], 'state', ARGV[3], 'h', ARGV[4], 'n', seq)
 if not both then
   redis.call('ZADD', KEYS[5], seq, ARGV[1])
 end
