@@ -61,6 +61,12 @@ async def _stats(redis: aioredis.Redis) -> dict[str, int]:
     return {name: int(v["calls"]) for name, v in info.items()}
 
 
+async def _redis_cpu_us(redis: aioredis.Redis) -> float:
+    """Redis's own CPU so far (user + system), in µs."""
+    info: dict[str, Any] = await redis.info("cpu")
+    return (float(info["used_cpu_user"]) + float(info["used_cpu_sys"])) * 1e6
+
+
 def _delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
     keys = set(before) | set(after)
     changed = {k: after.get(k, 0) - before.get(k, 0) for k in keys}
@@ -103,6 +109,7 @@ async def run(letters: int, concurrency: int) -> None:
     server.start()
     redis = aioredis.Redis.from_url(server.url)
     import os
+
     for item in filter(None, os.environ.get("REDIS_CONFIG", "").split(",")):
         name, value = item.split("=")
         await redis.config_set(name, value)
@@ -126,7 +133,10 @@ async def run(letters: int, concurrency: int) -> None:
         # 2. round trips per send, and 3. memory per queued letter
         await redis.config_resetstat()
         before_memory = (await redis.info("memory"))["used_memory"]
+        redis_cpu = await _redis_cpu_us(redis)
         wall, cpu = await _send_all(courier, sends, concurrency)
+        redis_cpu = await _redis_cpu_us(redis) - redis_cpu
+        script_us = (await redis.info("commandstats"))["cmdstat_evalsha"]["usec_per_call"]
         with_nonces = (await redis.info("memory"))["used_memory"]
         per_send = _delta({}, await _stats(redis))
         # A request nonce lives two minutes after its request; it is not the letter's.
@@ -160,6 +170,8 @@ async def run(letters: int, concurrency: int) -> None:
         print(f"letters sent: {n}, concurrency {concurrency}, appendfsync always")
         print(f"  sends/s (store + courier logic, no HTTP): {n / wall:,.0f}")
         print(f"  courier process CPU per send:             {cpu / n * 1e6:,.0f} µs")
+        print(f"  Redis CPU per send (INFO cpu, all of it): {redis_cpu / n:,.0f} µs")
+        print(f"  Redis time per send script (commandstats): {script_us:,.1f} µs")
         print(f"  client CPU per store call, batched:       {batched:,.1f} µs")
         print(f"  client CPU per store call, unbatched:     {unbatched:,.1f} µs")
         print("  Redis commands per send (INFO commandstats):")

@@ -65,6 +65,7 @@ from channel.seal import (
     sign_decision,
     verify_chain,
     verify_seal,
+    verify_status,
 )
 
 M = TypeVar("M", bound=Wire)
@@ -271,11 +272,15 @@ class Client:
         """The status, with its seal and receipt chain checked against keys this client trusts."""
         status = await self.status(letter_id)
         sender = await self.public_keys(status.envelope.sender)
-        if not verify_seal(status.envelope, status.seal, sender.signing_key):
-            raise IntegrityError(f"letter {letter_id}: the seal is not {status.envelope.sender}'s")
-        await self._verify_chain(status.envelope.recipient, status, status.receipts)
-        if status.receipts[-1].event is not status.state or status.id != status.envelope.id:
-            raise IntegrityError(f"letter {letter_id}: the state does not match its last receipt")
+        recipient = await self.public_keys(status.envelope.recipient)
+        verify_status(
+            status,
+            sender_key=sender.signing_key,
+            courier_key=await self._courier_signing_key(),
+            recipient_key=recipient.signing_key,
+        )
+        if status.id != letter_id:
+            raise IntegrityError(f"asked for letter {letter_id}, the courier answered {status.id}")
         return status
 
     async def _checked(self, letters: list[LetterSummary]) -> list[LetterSummary]:
