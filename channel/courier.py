@@ -590,10 +590,13 @@ class Courier:
     async def _locate(
         self, party: str, letter_id: str, *, with_ciphertext: bool = False
     ) -> Located:
-        record = await self.store.letter(party, letter_id, with_ciphertext=with_ciphertext)
+        # Both questions at once: on a single Redis they share one round trip.
+        record, recipient = await asyncio.gather(
+            self.store.letter(party, letter_id, with_ciphertext=with_ciphertext),
+            self.store.recipient_of(party, letter_id),
+        )
         if record is not None:
             return Located(record, Actor.RECIPIENT)
-        recipient = await self.store.recipient_of(party, letter_id)
         if recipient is not None:
             record = await self.store.letter(recipient, letter_id, with_ciphertext=with_ciphertext)
             if record is not None and record.sender == party:
