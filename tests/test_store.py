@@ -19,6 +19,7 @@ from redis.crc import key_slot
 from channel.client import Client
 from channel.courier import Courier
 from channel.embedded import EmbeddedRedis
+from channel.errors import StoreUnavailable
 from channel.lifecycle import State
 from channel.models import Envelope, Receipt
 from channel.seal import PartyKeys, decision_for, sign_decision, sign_receipt
@@ -527,3 +528,48 @@ async def test_one_unreadable_record_does_not_stop_expiry(
     assert await local_courier.sweep() == 1
     (key,) = [k async for k in redis.scan_iter(match=f"*:letter:{sealed.envelope.id}")]
     assert await redis.hget(key, "state") == b"expired"  # by the sweep, not by a reader
+
+
+# --- one pipeline per event-loop turn, and a sweep that reads only what is due ----------------
+
+
+async def test_calls_in_one_loop_turn_share_one_connection_and_keep_their_own_replies(
+    store: Store, redis: aioredis.Redis
+) -> None:
+    """Fifty calls issued together go as one pipeline on one connection; each caller gets its
+    own reply, and a command that fails fails only its own caller."""
+    await redis.set("bc:not-a-set", "x")
+    pool = store._redis.connection_pool  # type: ignore[union-attr]
+    names = [f"aa.party-{n:02d}" for n in range(50)]
+    replies = await asyncio.gather(
+        *(store.get_party(name) for name in names),
+        store._cmd("SMEMBERS", "bc:not-a-set"),
+        return_exceptions=True,
+    )
+    assert replies[:50] == [None] * 50
+    assert isinstance(replies[50], StoreUnavailable)  # WRONGTYPE: that call's own error
+    assert len(pool._available_connections) + len(pool._in_use_connections) == 1
+    assert await store.get_party("aa.party-00") is None  # the store still works after
+
+
+async def test_a_sweep_reads_the_due_buckets_not_every_party(
+    monitored: list[str],
+    director: Client,
+    quds: Client,
+    party: PartyFactory,
+    redis: aioredis.Redis,
+    local_courier: Courier,
+) -> None:
+    """With many parties and nothing due, a sweep pass is one range read per due bucket (one
+    pipeline) and touches no party's keys: its cost does not grow with the parties."""
+    for n in range(10):
+        await party(f"aa.bystander-{n}")
+    await director.send_letter(QUDS, "due tomorrow")
+    await local_courier.sweep()  # its store's connection is set up (PING, HELLO) by now
+    await _drain(redis, monitored)
+    monitored.clear()
+    assert await local_courier.sweep() == 0
+    await _drain(redis, monitored)
+    swept = [c for c in monitored if "monitor-sentinel" not in c]
+    assert len(swept) == DUE_BUCKETS
+    assert all(c.startswith("ZRANGEBYSCORE bc:{due:") for c in swept), swept
