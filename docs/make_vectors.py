@@ -145,7 +145,7 @@ def chain_receipts(
         envelope_sha256=digest,
     )
     chain = [accepted]
-    events = lifecycle.steps(State.ACCEPTED, State.RETURNED_UNOPENED)
+    events = lifecycle.steps(State.ACCEPTED, State.RETURNED_UNOPENED, lifecycle.Actor.RECIPIENT)
     for event in events:
         final = event is events[-1]
         chain.append(

@@ -66,6 +66,12 @@ async def letter_key(redis: aioredis.Redis, letter_id: str) -> bytes:
     return keys[0]
 
 
+async def stored_ciphertext(redis: aioredis.Redis, letter_id: str) -> bytes | None:
+    """The letter's ciphertext as stored (in a key of its own), or None once released."""
+    keys = [k async for k in redis.scan_iter(match=f"*:ct:{letter_id}")]
+    return await redis.get(keys[0]) if keys else None
+
+
 async def stored_state(redis: aioredis.Redis, letter_id: str) -> State:
     return State((await redis.hget(await letter_key(redis, letter_id), "state")).decode())
 
@@ -159,7 +165,7 @@ async def test_return_unopened_comes_back_byte_for_byte(
         )
     with pytest.raises(UnknownLetter):
         await quds.returned(letter_id)
-    assert await redis.hget(await letter_key(redis, letter_id), "ct") == sealed.ciphertext
+    assert await stored_ciphertext(redis, letter_id) == sealed.ciphertext
 
 
 async def test_withdraw_while_unopened(
@@ -248,12 +254,11 @@ async def test_open_releases_the_ciphertext_once(
 ) -> None:
     """The first open releases the ciphertext and drops it from the store; a second open is 409."""
     sealed, _ = await director.send_letter(QUDS, BODY)
-    key = await letter_key(redis, sealed.envelope.id)
-    assert await redis.hget(key, "ct") == sealed.ciphertext
+    assert await stored_ciphertext(redis, sealed.envelope.id) == sealed.ciphertext
     content, opened = await quds.open_letter(sealed.envelope.id)
     assert content.content.body == BODY
     assert opened.letter.ciphertext == sealed.ciphertext
-    assert await redis.hget(key, "ct") is None
+    assert await stored_ciphertext(redis, sealed.envelope.id) is None
     signature = sign_decision(identity(quds), decision_for(State.OPENED, sealed.envelope))
     with pytest.raises(InvalidTransition) as refused:
         await quds.open(sealed.envelope.id, signature)

@@ -7,6 +7,7 @@ party's hash tag, so one slot, so one master), and every step is checked through
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Iterator
@@ -247,6 +248,8 @@ async def test_every_script_keeps_to_one_slot(
         "release_outbox",
         "snapshot",
         "transition",
+        "fan_out",
+        "settle_fanout",
     } <= scripts
     for script, keys in store.calls:
         tags = {_tag(k.encode()) for k in keys}
@@ -354,6 +357,101 @@ async def test_sweeper_expires_on_the_cluster(
     assert _events(status.receipts) == [State.ACCEPTED, State.EXPIRED]
     check_chain(status.receipts, sealed, courier_key, q.a)
     assert (await d.a.returned_letter(sealed.envelope.id)).letter == sealed
+
+
+class CrashingStore(Store):
+    """A store whose process "dies" right after the recipient's script of a transition: the
+    sender's half (fan_out.lua, in the sender's slot) never runs."""
+
+    async def fan_out(self, *args: Any, **kwargs: Any) -> int:
+        raise asyncio.CancelledError  # what a courier killed mid-request leaves: nothing more
+
+
+def _sealed_for(sender: PartyKeys, to: PartyKeys, body: str) -> SealedLetter:
+    return seal_letter(
+        sender,
+        to.public(),
+        letter_id=new_letter_id(),
+        subject="",
+        body=body,
+        sent_at=now_utc(),
+        expires_at=now_utc() + timedelta(days=1),
+    )
+
+
+async def _stream_states(store: Store, party: str) -> list[tuple[str, str]]:
+    events = await store.events_after(party, "0-0")
+    return [(json.loads(data)["letter_id"], json.loads(data)["state"]) for _, data in events]
+
+
+async def test_a_crash_between_the_two_cluster_scripts_is_repaired_by_the_sweeper(
+    cluster: LocalCluster, cast: Cast, masters: dict[int, aioredis.Redis]
+) -> None:
+    """Cluster: a send's sender event and a transition's, whose second script never ran (the
+    courier died between the two slots), reach the sender's stream by the next sweep, once,
+    in chain order; the marks are then settled and the counts expire with the letter."""
+    key = Ed25519PrivateKey.generate()
+    store, crashing = Store.from_url(cluster.url), CrashingStore.from_url(cluster.url)
+    assert isinstance(crashing, CrashingStore)
+    try:
+        courier = Courier(store, key, open_registration=True, retention=timedelta(days=1))
+        dying = Courier(crashing, key, open_registration=True, retention=timedelta(days=1))
+        director, quds = PartyKeys.generate(cast.director), PartyKeys.generate(cast.quds)
+        for keys in (director, quds):
+            await courier.register(RegisterRequest(**keys.public().model_dump()))
+        # A send is two scripts: the sender's slot, then the recipient's. The sender's own event
+        # is left to the sweeper, so what a crash after the second leaves is the ordinary case.
+        letter = _sealed_for(director, quds, "the courier dies between the slots")
+        letter_id = letter.envelope.id
+        await courier.send(SignedBy(director.name, new_letter_id()), letter)
+        assert await _stream_states(store, quds.name) == [(letter_id, "accepted")]
+        assert await _stream_states(store, director.name) == []
+        # A transition whose sender half never runs: withdrawn, in the recipient's slot only.
+        with pytest.raises(asyncio.CancelledError):
+            await dying.withdraw(director.name, letter_id)
+        assert await _stream_states(store, director.name) == []
+        assert await store.pending_fanout(quds.name, 10) == [letter_id]
+        await courier.sweep()
+        expected = [(letter_id, "accepted"), (letter_id, "withdrawn")]
+        assert await _stream_states(store, director.name) == expected
+        assert await store.pending_fanout(quds.name, 10) == []
+        await courier.sweep()  # nothing is copied twice
+        assert await _stream_states(store, director.name) == expected
+        sender = masters[cluster.owner_of_party(director.name).port]
+        (fanned,) = [k async for k in sender.scan_iter(match=f"*:fanned:{letter_id}")]
+        assert 0 < await sender.pttl(fanned) <= 24 * 3600 * 1000  # settled: it goes with the letter
+        status = await courier.status(director.name, letter_id)
+        assert _events(status.receipts) == [State.ACCEPTED, State.WITHDRAWN]
+    finally:
+        await store.close()
+        await crashing.close()
+
+
+async def test_a_crash_after_the_senders_cluster_script_leaves_only_a_skipped_entry(
+    cluster: LocalCluster, cast: Cast, masters: dict[int, aioredis.Redis]
+) -> None:
+    """Cluster: a send that died after the sender's script (before the letter existed) leaves an
+    outbox entry that listings skip; the client's retry (a new nonce) completes the send."""
+    store = Store.from_url(cluster.url)
+    try:
+        courier = Courier(store, Ed25519PrivateKey.generate(), open_registration=True)
+        director, quds = PartyKeys.generate(cast.director), PartyKeys.generate(cast.quds)
+        for keys in (director, quds):
+            await courier.register(RegisterRequest(**keys.public().model_dump()))
+        letter = _sealed_for(director, quds, "the courier dies after the sender's slot")
+        env = letter.envelope
+        keys = [f"bc:{{{director.name}}}:{suffix}" for suffix in ("sent", "outbox")]
+        keys += [f"bc:{{{director.name}}}:letter:{env.id}", f"bc:{{{director.name}}}:nonce:n1"]
+        keys += [f"bc:{{{director.name}}}:bucket"]
+        filed = await store._run("reserve_outbox", keys, [env.id, quds.name, 1, 120_000, 0, 0, 0])
+        assert filed == [b"new"]
+        assert await courier.outbox(director.name, 10) == []
+        receipt, created = await courier.send(SignedBy(director.name, new_letter_id()), letter)
+        assert created
+        assert [s.id for s in await courier.outbox(director.name, 10)] == [env.id]
+        assert (await courier.status(quds.name, env.id)).receipts == [receipt]
+    finally:
+        await store.close()
 
 
 # --- races -------------------------------------------------------------------------------------

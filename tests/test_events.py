@@ -146,65 +146,6 @@ async def test_stream_requests_are_authenticated_like_any_other(
     assert_problem(await raw_call(http, "GET", url, b"", headers), 401, "replayed")
 
 
-async def test_sweeper_finishes_a_fan_out_a_crashed_courier_left_undone(
-    director: Client, quds: Client, redis_server: EmbeddedRedis, courier_key: Ed25519PrivateKey
-) -> None:
-    """A receipt written for the recipient but never copied to the sender reaches it later."""
-    sealed = await director.seal(QUDS, "the courier dies right after the recipient's step")
-    store = Store.from_url(redis_server.url)
-    try:
-        courier = Courier(store, courier_key)
-        # Play the courier up to the crash: the letter (and the recipient's event) is written,
-        # the fan-out to the sender is not.
-        signed = await store.create_letter(
-            **_create_args(courier, sealed.model_dump(mode="json"), identity(director))
-        )
-        assert signed.outcome == "created"
-        assert await store.events_after(DIRECTOR, "0-0") == []
-        await courier.sweep()
-        copied = await store.events_after(DIRECTOR, "0-0")
-        assert [json.loads(data)["state"] for _, data in copied] == ["accepted"]
-        await courier.sweep()  # idempotent: nothing copied twice
-        assert len(await store.events_after(DIRECTOR, "0-0")) == 1
-    finally:
-        await store.close()
-
-
-def _create_args(
-    courier: Courier, letter: dict[str, object], sender: PartyKeys
-) -> dict[str, object]:
-    """The Store.create_letter arguments Courier.send would pass (built with its own helpers)."""
-    from channel.courier.service import _event
-    from channel.protocol.canonical import now_utc, to_millis
-    from channel.protocol.models import SealedLetter
-    from channel.protocol.seal import sign_receipt
-
-    sealed = SealedLetter.model_validate(letter)
-    env = sealed.envelope
-    receipt = sign_receipt(
-        courier._key,
-        letter_id=env.id,
-        seq=0,
-        event=State.ACCEPTED,
-        at=now_utc(),
-        envelope_sha256=env.digest(),
-    )
-    return {
-        "letter_id": env.id,
-        "sender": sender.name,
-        "recipient": env.recipient,
-        "digest": env.digest(),
-        "envelope": env.signable(),
-        "seal": sealed.seal,
-        "ciphertext": sealed.ciphertext,
-        "sent_ms": to_millis(env.sent_at),
-        "expires_ms": to_millis(env.expires_at),
-        "receipt": receipt.signable(),
-        "receipt_hash": receipt.chain_hash(),
-        "event": _event(env, receipt, "letter"),
-    }
-
-
 async def test_shutdown_sends_a_retry_hint_and_watchers_move_to_another_replica(
     redis: aioredis.Redis,
     redis_server: EmbeddedRedis,
@@ -370,19 +311,3 @@ async def test_a_reused_letter_id_gets_its_own_sender_events(
         assert [data for _, data in events] == [b'{"n":0}', b'{"n":1}', b'{"n":"new"}']
     finally:
         await store.close()
-
-
-async def test_an_unreadable_marked_letter_does_not_stop_fan_out_repair(
-    director: Client, quds: Client, redis: aioredis.Redis, local_courier: Courier
-) -> None:
-    """A fan-out mark on a record that cannot be read is skipped; other parties are repaired."""
-    await redis.sadd("bc:parties", "aa.unreadable")
-    await redis.zadd("bc:{aa.unreadable}:fanout", {"0" * 26: 1})
-    await redis.hset(f"bc:{{aa.unreadable}}:letter:{'0' * 26}", mapping={"state": "misplaced"})
-    sealed, _ = await director.send_letter(QUDS, "fanned out before the test breaks it")
-    # Undo the sender's copy and re-mark the letter, as if the courier died after its first step.
-    await redis.delete(f"bc:{{{DIRECTOR}}}:events", f"bc:{{{DIRECTOR}}}:fanned")
-    await redis.zadd(f"bc:{{{QUDS}}}:fanout", {sealed.envelope.id: 1})
-    await local_courier.sweep()
-    copied = await local_courier.store.events_after(DIRECTOR, "0-0")
-    assert [json.loads(data)["letter_id"] for _, data in copied] == [sealed.envelope.id]

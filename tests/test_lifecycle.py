@@ -7,7 +7,7 @@ import itertools
 import pytest
 
 from channel.protocol import lifecycle
-from channel.protocol.errors import InvalidTransition, LetterExpired
+from channel.protocol.errors import Forbidden, InvalidTransition, LetterExpired
 from channel.protocol.lifecycle import (
     ACTORS,
     IMPLIED,
@@ -97,7 +97,7 @@ def test_refusal_messages_name_the_state() -> None:
 @pytest.mark.parametrize("event", [S.OPENED, S.RETURNED_UNOPENED], ids=str)
 def test_recipient_decision_on_undelivered_letter_implies_delivery(event: State) -> None:
     """Opening or returning an accepted letter records `delivered` first, then the decision."""
-    assert steps(S.ACCEPTED, event) == [S.DELIVERED, event]
+    assert steps(S.ACCEPTED, event, ACTORS[event]) == [S.DELIVERED, event]
 
 
 @pytest.mark.parametrize("pair", ALL_PAIRS, ids=_pair_id)
@@ -105,7 +105,7 @@ def test_steps_replay_through_apply(pair: tuple[State, State]) -> None:
     """steps() returns a legal path ending in `event`, and refuses what apply() refuses."""
     state, event = pair
     if pair in ALLOWED or pair in IMPLIED:
-        path = steps(state, event)
+        path = steps(state, event, ACTORS[event])
         assert path[-1] is event
         current = state
         for step in path:
@@ -113,15 +113,15 @@ def test_steps_replay_through_apply(pair: tuple[State, State]) -> None:
         assert current is event
     else:
         with pytest.raises(InvalidTransition):
-            steps(state, event)
+            steps(state, event, ACTORS[event])
 
 
 def test_only_recipient_decisions_imply_delivery() -> None:
     """Withdrawal and expiry apply directly to an accepted letter; no implied step is added."""
     assert set(IMPLIED) == {(S.ACCEPTED, S.OPENED), (S.ACCEPTED, S.RETURNED_UNOPENED)}
-    assert steps(S.ACCEPTED, S.WITHDRAWN) == [S.WITHDRAWN]
-    assert steps(S.ACCEPTED, S.EXPIRED) == [S.EXPIRED]
-    assert steps(S.DELIVERED, S.OPENED) == [S.OPENED]
+    assert steps(S.ACCEPTED, S.WITHDRAWN, ACTORS[S.WITHDRAWN]) == [S.WITHDRAWN]
+    assert steps(S.ACCEPTED, S.EXPIRED, ACTORS[S.EXPIRED]) == [S.EXPIRED]
+    assert steps(S.DELIVERED, S.OPENED, ACTORS[S.OPENED]) == [S.OPENED]
 
 
 def test_actors_of_each_event() -> None:
@@ -158,3 +158,13 @@ def test_mermaid_diagram_is_generated_from_the_table() -> None:
     for state in TERMINAL:
         assert f"    {state.value} --> [*]" in diagram.splitlines()
     assert f"    {S.DELIVERED.value} --> [*]" not in diagram.splitlines()
+
+
+@pytest.mark.parametrize("pair", ALL_PAIRS, ids=_pair_id)
+def test_steps_refuse_every_other_actor(pair: tuple[State, State]) -> None:
+    """The transition function enforces ACTORS: an event caused by anyone else is Forbidden."""
+    state, event = pair
+    for actor in Actor:
+        if actor is not ACTORS[event]:
+            with pytest.raises(Forbidden):
+                steps(state, event, actor)

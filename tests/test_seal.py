@@ -20,8 +20,10 @@ from channel.protocol.canonical import (
 from channel.protocol.errors import IntegrityError, InvalidLetter
 from channel.protocol.lifecycle import State
 from channel.protocol.models import (
+    ChainKeys,
     Envelope,
     LetterContent,
+    LetterStatus,
     Precedence,
     Receipt,
     SealedLetter,
@@ -35,6 +37,7 @@ from channel.protocol.seal import (
     CTX_RECEIPT,
     PartyKeys,
     check_sealed,
+    check_status,
     decision_for,
     hpke_info,
     open_letter,
@@ -46,6 +49,7 @@ from channel.protocol.seal import (
     verify_content,
     verify_decision,
     verify_signature,
+    verify_status,
 )
 
 SENT = datetime(2017, 11, 20, 9, 15, 42, 125000, tzinfo=UTC)
@@ -636,3 +640,74 @@ def test_model_signable_bytes_are_canonical(sealed: SealedLetter) -> None:
     assert again.signable() == sealed.envelope.signable()
     assert b"null" not in sealed.envelope.signable()
     assert b" " not in sealed.envelope.signable()
+
+
+# --- the one letter-status verifier ------------------------------------------------------------
+
+
+def _status(sealed: SealedLetter, receipts: list[Receipt], state: State) -> LetterStatus:
+    return LetterStatus(
+        id=sealed.envelope.id,
+        state=state,
+        envelope=sealed.envelope,
+        seal=sealed.seal,
+        receipts=receipts,
+        keys=ChainKeys(courier=b"c" * 32, sender=b"s" * 32, recipient=b"r" * 32),
+    )
+
+
+def test_check_status_passes_a_good_status_piece_by_piece(
+    courier: Ed25519PrivateKey,
+    sender: PartyKeys,
+    recipient: PartyKeys,
+    sealed: SealedLetter,
+    returned_chain: list[Receipt],
+) -> None:
+    """A sealed letter with its chain: the seal and every receipt pass, in that order."""
+    status = _status(sealed, returned_chain, State.RETURNED_UNOPENED)
+    keys = {
+        "sender_key": _sender_key(sender),
+        "courier_key": raw_public(courier),
+        "recipient_key": recipient.public().signing_key,
+    }
+    findings = check_status(status, **keys)
+    assert [(f.subject, f.ok) for f in findings] == [
+        ("seal", True),
+        ("receipt 0 (accepted)", True),
+        ("receipt 1 (delivered)", True),
+        ("receipt 2 (returned_unopened)", True),
+    ]
+    assert [f.receipt for f in findings[1:]] == returned_chain
+    verify_status(status, **keys)
+
+
+def test_check_status_names_the_first_failure_and_checks_nothing_after_it(
+    courier: Ed25519PrivateKey,
+    sender: PartyKeys,
+    recipient: PartyKeys,
+    sealed: SealedLetter,
+    returned_chain: list[Receipt],
+) -> None:
+    """A forged middle receipt fails by name, the rest is unchecked, and a status whose state
+    is not its last receipt's fails too; verify_status raises naming the first failure."""
+    forged = _altered(returned_chain[1], "at")
+    status = _status(sealed, [returned_chain[0], forged, returned_chain[2]], State.OPENED)
+    keys = {
+        "sender_key": _sender_key(sender),
+        "courier_key": raw_public(courier),
+        "recipient_key": recipient.public().signing_key,
+    }
+    findings = check_status(status, **keys)
+    assert [(f.subject, f.ok) for f in findings] == [
+        ("seal", True),
+        ("receipt 0 (accepted)", True),
+        ("receipt 1 (delivered)", False),
+        ("receipt 2 (returned_unopened)", False),
+        ("state", False),
+    ]
+    assert findings[3].problem == "not checked: an earlier receipt failed"
+    with pytest.raises(IntegrityError, match=r"receipt 1 \(delivered\): "):
+        verify_status(status, **keys)
+    unsealed = {**keys, "sender_key": recipient.public().signing_key}
+    with pytest.raises(IntegrityError, match="seal: the seal does not verify"):
+        verify_status(_status(sealed, returned_chain, State.RETURNED_UNOPENED), **unsealed)

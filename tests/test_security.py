@@ -600,3 +600,27 @@ async def test_malformed_key_file_refuses_to_start(
     (directory / "gb.fco.desk.pub.json").write_text('{"name": "gb.fco.desk"}')
     with pytest.raises(BadRequest, match="not a public key file"):
         await start_courier(open_registration=False, directory=directory)
+
+
+async def test_forged_sends_spend_rate_limit_tokens_and_store_nothing(
+    start_courier: CourierFactory,
+    director: Client,
+    quds: Client,
+    http: aiohttp.ClientSession,
+    redis: aioredis.Redis,
+) -> None:
+    """A send takes its token inside its own script, but one refused by its own checks (here a
+    forged seal) still spends a token: a flood of forgeries is limited like any other request,
+    and none of them changes the store."""
+    base = await start_courier(rate_limit_per_second=0.2, rate_limit_burst=2)
+    sealed = await director.seal(QUDS, "forged")
+    forged = sealed.model_copy(update={"seal": bytes(64)})
+    body, url = forged.model_dump_json().encode(), f"{base}/v1/letters"
+    before = nonce_free(await store_snapshot(redis))
+    statuses = []
+    for _ in range(3):
+        headers = signed_headers(identity(director), "POST", url, body)
+        statuses.append((await raw_call(http, "POST", url, body, headers)).status)
+    assert statuses == [400, 400, 429]
+    after = nonce_free(await store_snapshot(redis))
+    assert {k: v for k, v in after.items() if not k.endswith(b":bucket")} == before

@@ -329,7 +329,10 @@ def test_envelope_digest_and_seal_verify() -> None:
 
 def test_receipt_events_are_what_a_return_from_accepted_records() -> None:
     """The chain is accepted, then the implied delivered, then returned_unopened."""
-    expected = [State.ACCEPTED, *lifecycle.steps(State.ACCEPTED, State.RETURNED_UNOPENED)]
+    expected = [
+        State.ACCEPTED,
+        *lifecycle.steps(State.ACCEPTED, State.RETURNED_UNOPENED, lifecycle.Actor.RECIPIENT),
+    ]
     assert [r.event for r in receipts()] == expected
     assert [r["event"] for r in V["receipts"]] == [e.value for e in expected]
 

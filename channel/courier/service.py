@@ -7,6 +7,7 @@ ciphertext, and proves who sent a letter by the seal alone.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 import secrets
@@ -18,7 +19,7 @@ from typing import Literal, TypeVar
 import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from channel.courier.store import Admission, LetterRecord, Store
+from channel.courier.store import Admission, LetterRecord, RateLimit, SendResult, Store
 from channel.protocol import lifecycle
 from channel.protocol.canonical import (
     format_time,
@@ -30,6 +31,7 @@ from channel.protocol.canonical import (
 )
 from channel.protocol.errors import (
     BadRequest,
+    ChannelError,
     Forbidden,
     InvalidLetter,
     InvalidTransition,
@@ -37,6 +39,7 @@ from channel.protocol.errors import (
     LetterIdConflict,
     Misconfigured,
     NameTaken,
+    RateLimited,
     RegistrationClosed,
     Replayed,
     StoreUnavailable,
@@ -79,8 +82,8 @@ from channel.protocol.seal import (
 
 log = structlog.get_logger("channel.courier.service")
 
-MAX_DEADLINE = timedelta(days=366)
-MAX_CLOCK_AHEAD = timedelta(minutes=5)
+MAX_DEADLINE_MS = 366 * 24 * 3600 * 1000
+MAX_CLOCK_AHEAD_MS = 5 * 60 * 1000
 INVITE_TTL_SECONDS = 7 * 24 * 3600
 _REPLAYED = "this request was already received (its nonce was used)"
 _EVENT_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")  # ASCII: \d takes any Unicode digit
@@ -112,6 +115,7 @@ class Courier:
         retention: timedelta = timedelta(days=30),
         clock: Callable[[], datetime] = now_utc,
         on_event: Callable[[State], None] | None = None,
+        rate_limit: RateLimit | None = None,
     ) -> None:
         self.store = store
         self._key = key
@@ -121,6 +125,9 @@ class Courier:
         self._clock = clock
         # Told of each receipt the courier issues, by event (the server's metrics count them).
         self._on_event = on_event or _ignore
+        # A send takes its rate-limit token inside its own script (the HTTP layer takes the
+        # other routes' tokens); None: no limit.
+        self.rate_limit = rate_limit
         self._claimed = False
         # Registered keys never change (names are never taken over), so they can be cached forever.
         self._parties: dict[str, PublicKeys] = {}
@@ -225,11 +232,50 @@ class Courier:
     async def send(self, signed: SignedBy, letter: SealedLetter) -> tuple[Receipt, bool]:
         """Accept a letter; returns its `accepted` receipt and whether it was new.
 
-        The request's nonce is claimed by the same script that files the sender's outbox entry:
-        one round trip (and one fsync) fewer on the service's hottest path.
+        On a single Redis this is one script call: it claims the request's nonce, takes the
+        sender's rate-limit token, files the outbox and inbox entries, stores the letter, indexes
+        its deadline and appends both parties' live events (docs/store.md, "Send").
         """
         await self.claim_store()
         sender, env = signed.party, letter.envelope
+        try:
+            digest, sent_ms, expires_ms = await self._check_send(sender, letter)
+        except (BadRequest, Forbidden, InvalidLetter, UnknownParty):
+            # A refused send still spends a token, as every other request does before its checks.
+            await self._take_token(sender)
+            raise
+        now = self._clock()
+        receipt = sign_receipt(
+            self._key, letter_id=env.id, seq=0, event=State.ACCEPTED, at=now, envelope_sha256=digest
+        )
+        result = await self.store.send(
+            letter_id=env.id,
+            sender=sender,
+            recipient=env.recipient,
+            envelope=env,
+            seal=letter.seal,
+            ciphertext=letter.ciphertext,
+            sent_ms=sent_ms,
+            expires_ms=expires_ms,
+            receipt=receipt,
+            recipient_event=_event(env, receipt, "letter"),
+            sender_event=_event(env, receipt, "receipt"),
+            nonce=signed.nonce,
+            nonce_ttl_ms=NONCE_TTL_MS,
+            rate=self.rate_limit,
+            now_ms=millis(now),
+        )
+        if result.outcome == "exists" and result.receipt is not None:
+            return result.receipt, False
+        if result.outcome != "created":
+            raise _refusal(result, sender, env.id)
+        self._on_event(State.ACCEPTED)
+        log.info("letter_accepted", letter_id=env.id, sender=sender, recipient=env.recipient)
+        return receipt, True
+
+    async def _check_send(self, sender: str, letter: SealedLetter) -> tuple[str, int, int]:
+        """The send's own checks, before anything is stored: (digest, sent ms, expires ms)."""
+        env = letter.envelope
         if env.sender != sender:
             raise Forbidden("you can only send letters sealed in your own name")
         if env.recipient == sender:
@@ -238,67 +284,27 @@ class Courier:
         digest = check_sealed(letter, (await self.party(sender)).signing_key)
         if env.recipient_key != sha256_hex(recipient.encryption_key):
             raise InvalidLetter("the letter is sealed to a key that is not the recipient's")
-        now = self._clock()
-        self._check_times(env, now)
-        receipt = sign_receipt(
-            self._key, letter_id=env.id, seq=0, event=State.ACCEPTED, at=now, envelope_sha256=digest
-        )
-        sent_ms = to_millis(env.sent_at)
-        filed = await self.store.reserve_outbox(
-            sender, env.id, env.recipient, sent_ms, nonce=signed.nonce, nonce_ttl_ms=NONCE_TTL_MS
-        )
-        if filed == "replayed":
-            raise Replayed(_REPLAYED)
-        if filed == "other":
-            raise LetterIdConflict(f"the letter id {env.id} is already used by one of your letters")
-        event = _event(env, receipt, "letter")
-        created = await self.store.create_letter(
-            letter_id=env.id,
-            sender=sender,
-            recipient=env.recipient,
-            digest=digest,
-            envelope=env.signable(),
-            seal=letter.seal,
-            ciphertext=letter.ciphertext,
-            sent_ms=sent_ms,
-            expires_ms=to_millis(env.expires_at),
-            receipt=receipt.signable(),
-            receipt_hash=receipt.chain_hash(),
-            event=event,
-        )
-        if created.outcome == "conflict":
-            await self._release_unless_ours(filed, sender, env)
-            raise LetterIdConflict(f"a different letter was already sent as {env.id}")
-        if created.outcome == "exists":
-            receipt = Receipt.model_validate_json(created.receipt)
-        else:
-            self._on_event(State.ACCEPTED)  # counted once the letter exists, whatever follows
-        await self._fan_out(env, [receipt])  # also repairs a fan-out an earlier attempt missed
-        if created.outcome == "exists":
-            return receipt, False
-        log.info("letter_accepted", letter_id=env.id, sender=sender, recipient=env.recipient)
-        return receipt, True
-
-    async def _release_unless_ours(self, filed: str, sender: str, env: Envelope) -> None:
-        """Undo our outbox entry, unless the letter holding the id is ours after all.
-
-        A concurrent send of another sealing of the same id by the same sender may have created
-        the letter using the entry this send filed; the entry is right for it and must stay.
-        """
-        if filed != "new":
-            return
-        existing = await self.store.letter(env.recipient, env.id)
-        if existing is None or existing.sender != sender:
-            await self.store.release_outbox(sender, env.id)
-
-    def _check_times(self, env: Envelope, now: datetime) -> None:
-        sent, expires = parse_time(env.sent_at), parse_time(env.expires_at)
-        if sent > now + MAX_CLOCK_AHEAD:
+        sent_ms, expires_ms = to_millis(env.sent_at), to_millis(env.expires_at)
+        now_ms = self._now_ms()
+        if sent_ms > now_ms + MAX_CLOCK_AHEAD_MS:
             raise InvalidLetter("the letter is dated in the future")
-        if expires <= now or expires <= sent:
+        if expires_ms <= now_ms or expires_ms <= sent_ms:
             raise InvalidLetter("the letter's deadline has already passed")
-        if expires - sent > MAX_DEADLINE:
+        if expires_ms - sent_ms > MAX_DEADLINE_MS:
             raise InvalidLetter("a letter's deadline can be at most a year after it is sent")
+        return digest, sent_ms, expires_ms
+
+    async def _take_token(self, party: str) -> None:
+        if self.rate_limit is None:
+            return
+        taken, wait_ms = await self.store.take_token(
+            party,
+            capacity=self.rate_limit.capacity,
+            per_second=self.rate_limit.per_second,
+            now_ms=self._now_ms(),
+        )
+        if not taken:
+            raise _rate_limited(party, self.rate_limit, wait_ms)
 
     # --- reading -------------------------------------------------------------------------------
 
@@ -308,22 +314,16 @@ class Courier:
         ids = _page(await self.store.inbox_ids(party, limit, before), before)
         records = await self.store.letters([(party, i) for i in ids])
         await self.store.forget_missing(party, sorted(set(ids) - {r.id for r in records}))
-        summaries = []
-        for record in records:
-            current = await self._touch(record, deliver=True)
-            summaries.append(_summary(current))
-        return summaries
+        touched = await asyncio.gather(*(self._touch(r, deliver=True) for r in records))
+        return [_summary(record) for record in touched]
 
     async def outbox(
         self, party: str, limit: int, before: str | None = None
     ) -> list[LetterSummary]:
         pairs = _page(await self.store.outbox_ids(party, limit, before), before)
         records = await self.store.letters([(r, i) for i, r in pairs])
-        summaries = []
-        for record in records:
-            if record.sender == party:
-                summaries.append(_summary(await self._touch(record)))
-        return summaries
+        touched = await asyncio.gather(*(self._touch(r) for r in records if r.sender == party))
+        return [_summary(record) for record in touched]
 
     async def status(self, party: str, letter_id: str) -> LetterStatus:
         located = await self._locate(party, letter_id)
@@ -336,7 +336,7 @@ class Courier:
         return LetterStatus(
             id=record.id,
             state=record.state,
-            envelope=Envelope.model_validate_json(record.envelope),
+            envelope=record.env,
             seal=record.seal,
             receipts=_receipts(record),
             keys=keys,
@@ -360,8 +360,7 @@ class Courier:
 
     async def open(self, party: str, letter_id: str, signature: bytes) -> OpenedLetter:
         located = await self._locate(party, letter_id)
-        self._require(located, Actor.RECIPIENT)
-        record = await self._decide(located.record, State.OPENED, None, signature)
+        record = await self._decide(located, State.OPENED, None, signature)
         if record.ciphertext is None:
             raise StoreUnavailable("the ciphertext was not released")
         log.info("letter_opened", letter_id=letter_id, recipient=party)
@@ -371,29 +370,35 @@ class Courier:
         self, party: str, letter_id: str, reason: str | None, signature: bytes
     ) -> list[Receipt]:
         located = await self._locate(party, letter_id)
-        self._require(located, Actor.RECIPIENT)
-        record = await self._decide(located.record, State.RETURNED_UNOPENED, reason, signature)
+        record = await self._decide(located, State.RETURNED_UNOPENED, reason, signature)
         log.info("letter_returned_unopened", letter_id=letter_id, recipient=party)
         return _receipts(record)
 
     async def withdraw(self, party: str, letter_id: str) -> list[Receipt]:
         located = await self._locate(party, letter_id)
-        self._require(located, Actor.SENDER)
-        record = await self._advance(located.record, State.WITHDRAWN)
+        record = await self._advance(located.record, State.WITHDRAWN, located.role)
         log.info("letter_withdrawn", letter_id=letter_id, sender=party)
         return _receipts(record)
 
     async def sweep(self, limit: int = 200) -> int:
-        """Expire every letter past its deadline and finish interrupted fan-outs to senders;
-        returns how many letters were expired now."""
+        """Expire every letter past its deadline (and, on a Redis Cluster, finish the fan-outs
+        to senders' streams); returns how many letters were expired now.
+
+        On a single Redis the deadlines sit in DUE_BUCKETS buckets: one pipelined read of them
+        all, then work for the letters due only. On a cluster each party's slot is swept.
+        """
         now_ms = millis(self._clock())
-        expired = 0
-        for party in await self.store.party_names():
-            try:
-                expired += await self._sweep_party(party, now_ms, limit)
-            except StoreUnavailable as exc:
-                # On a Redis Cluster one party's master may be down; the others still need sweeping.
-                log.warning("sweep_party_failed", party=party, error=exc.detail)
+        if self.store.clustered:
+            expired = 0
+            for party in await self.store.party_names():
+                try:
+                    expired += await self._sweep_party(party, now_ms, limit)
+                except StoreUnavailable as exc:
+                    # One party's master may be down; the others still need sweeping.
+                    log.warning("sweep_party_failed", party=party, error=exc.detail)
+        else:
+            due = await self.store.due_letters(now_ms, limit)
+            expired = sum(await asyncio.gather(*(self._expire_one(r, i) for r, i in due)))
         if expired:
             log.info("letters_expired", count=expired)
         return expired
@@ -405,33 +410,37 @@ class Courier:
         await self._repair_fan_out(party, limit)
         return expired
 
-    async def _fan_out(self, env: Envelope, receipts: list[Receipt]) -> None:
-        """Give the sender the live events of its letter's receipts, then clear the mark.
+    async def _fan_out(self, record: LetterRecord) -> bool:
+        """Redis Cluster: give the sender the live events of its letter's receipts it lacks.
 
-        A crash between the recipient's transition and this step leaves the mark in place, and
-        the sweeper repeats the step (`_repair_fan_out`): the sender misses nothing.
-        A store failure here is treated the same way, not raised: the transition is already
-        stored (on a Redis Cluster the sender's slot may be on a dead master while the
-        recipient's is fine), and an `opened` letter's ciphertext, released once, must still
-        reach its recipient.
+        The recipient's slot marked the letter when it stored them; the mark stays until the
+        sweeper settles it (`_repair_fan_out`), so a crash before this copy loses nothing. A store
+        failure here is logged, not raised: the transition is already stored (the sender's slot
+        may be on a dead master while the recipient's is fine), and an `opened` letter's
+        ciphertext, released once, must still reach its recipient.
         """
-        events = [_event(env, r, "receipt") for r in receipts]
+        env = record.env
+        events = [_event(env, r, "receipt") for r in record.chain]
+        retention = self._retention_ms if lifecycle.is_terminal(record.state) else None
         try:
-            await self.store.fan_out(env.sender, env.id, env.digest(), events)
-            await self.store.settle_fanout(env.recipient, env.id, len(receipts))
+            await self.store.fan_out(
+                record.sender, record.id, record.digest, events, retention_ms=retention
+            )
         except StoreUnavailable as exc:
             log.warning("fan_out_deferred", letter_id=env.id, sender=env.sender, error=exc.detail)
+            return False
+        return True
 
     async def _repair_fan_out(self, recipient: str, limit: int) -> None:
-        """Finish fan-outs to senders that a crashed (or still running) request left marked."""
+        """Redis Cluster: finish the fan-outs to senders that sends and transitions marked (a
+        send leaves its sender's `accepted` event to this step), then settle the marks."""
         for letter_id in await self.store.pending_fanout(recipient, limit):
             try:
                 record = await self.store.letter(recipient, letter_id)
                 if record is None:
                     await self.store.settle_fanout(recipient, letter_id, _GONE)
-                    continue
-                envelope = Envelope.model_validate_json(record.envelope)
-                await self._fan_out(envelope, _receipts(record))
+                elif await self._fan_out(record):
+                    await self.store.settle_fanout(recipient, letter_id, len(record.chain))
             except StoreUnavailable:
                 raise
             except Exception:
@@ -456,9 +465,12 @@ class Courier:
         """Expire one due letter; a record that cannot be read is logged and skipped, not fatal."""
         try:
             record = await self.store.letter(party, letter_id)
-            if record is None or not self._overdue(record):
+            if record is None:
+                await self.store.forget_due(party, letter_id)
                 return False
-            _, issued = await self._apply(record, State.EXPIRED)
+            if not self._overdue(record):
+                return False
+            _, issued = await self._apply(record, State.EXPIRED, Actor.COURIER)
             return issued
         except StoreUnavailable:
             raise
@@ -467,30 +479,33 @@ class Courier:
             return False
 
     async def _decide(
-        self, record: LetterRecord, event: State, reason: str | None, signature: bytes
+        self, located: Located, event: State, reason: str | None, signature: bytes
     ) -> LetterRecord:
-        envelope = Envelope.model_validate_json(record.envelope)
-        decision = decision_for(event, envelope, reason)
+        lifecycle.authorize(event, located.role)
+        record = located.record
+        decision = decision_for(event, record.env, reason)
         recipient = await self.party(record.recipient)
         if not verify_decision(recipient.signing_key, decision, signature):
             raise BadRequest("the decision signature does not verify with your key")
         return await self._advance(
             record,
             event,
+            located.role,
             reason=reason,
             recipient_signature=signature,
             release=event is State.OPENED,
         )
 
     async def _touch(self, record: LetterRecord, *, deliver: bool = False) -> LetterRecord:
-        """Enforce the deadline on any contact; on an inbox listing also record delivery."""
+        """Enforce the deadline on any contact; on an inbox listing (the recipient's) also
+        record delivery."""
         if self._overdue(record):
-            return await self._advance(record, State.EXPIRED)
+            return await self._advance(record, State.EXPIRED, Actor.COURIER)
         if lifecycle.is_terminal(record.state):
             return record
         if deliver and record.state is State.ACCEPTED:
             try:
-                return await self._advance(record, State.DELIVERED)
+                return await self._advance(record, State.DELIVERED, Actor.RECIPIENT)
             except InvalidTransition:
                 return await self._reload(record)
         return record
@@ -499,45 +514,48 @@ class Courier:
         self,
         record: LetterRecord,
         event: State,
+        actor: Actor,
         *,
         reason: str | None = None,
         recipient_signature: bytes | None = None,
         release: bool = False,
     ) -> LetterRecord:
         """Apply `event` with compare-and-set on the chain head, re-reading on a lost race."""
-        advanced, _ = await self._apply(record, event, reason, recipient_signature, release)
+        advanced, _ = await self._apply(record, event, actor, reason, recipient_signature, release)
         return advanced
 
     async def _apply(
         self,
         record: LetterRecord,
         event: State,
+        actor: Actor,
         reason: str | None = None,
         recipient_signature: bytes | None = None,
         release: bool = False,
     ) -> tuple[LetterRecord, bool]:
         """`_advance`, also saying whether this call issued the receipt (or found it done)."""
+        lifecycle.authorize(event, actor)
         await self.claim_store()
         for _ in range(_CAS_ATTEMPTS):
             if event is State.EXPIRED and lifecycle.is_terminal(record.state):
                 return record, False  # it ended some other way (or another replica expired it)
             if event is not State.EXPIRED and self._overdue(record):
-                record = await self._advance(record, State.EXPIRED)
+                record = await self._advance(record, State.EXPIRED, Actor.COURIER)
                 if record.state is State.EXPIRED:
                     raise LetterExpired(
                         "the letter passed its deadline and went back to its sender"
                     )
                 continue
-            events = lifecycle.steps(record.state, event)
+            events = lifecycle.steps(record.state, event, actor)
             receipts = self._chain(record, events, reason, recipient_signature)
-            envelope = Envelope.model_validate_json(record.envelope)
+            envelope = record.env
             result = await self.store.transition(
                 record.recipient,
                 record.id,
+                sender=record.sender,
                 expected_head=record.head,
                 new_state=event,
-                new_head=receipts[-1].chain_hash(),
-                receipts=[r.signable() for r in receipts],
+                receipts=receipts,
                 events=[_event(envelope, r, "receipt") for r in receipts],
                 terminal=lifecycle.is_terminal(event),
                 release=release,
@@ -551,7 +569,8 @@ class Courier:
                 if event is State.EXPIRED:
                     log.info("letter_expired", letter_id=record.id)
                 advanced = _advanced(record, event, receipts, result.ciphertext)
-                await self._fan_out(envelope, _receipts(advanced))
+                if self.store.clustered:
+                    await self._fan_out(advanced)
                 return advanced, True
             record = await self._reload(record)
         raise StoreUnavailable("the letter is changing too fast; try again")
@@ -563,10 +582,10 @@ class Courier:
         reason: str | None,
         recipient_signature: bytes | None,
     ) -> list[Receipt]:
-        now, prev, seq, out = self._clock(), record.head, len(record.receipts), []
-        if record.receipts:
+        now, prev, seq, out = self._clock(), record.head, len(record.chain), []
+        if record.chain:
             # Replicas' clocks differ a little; a chain's times must still never go backwards.
-            now = max(now, parse_time(Receipt.model_validate_json(record.receipts[-1]).at))
+            now = max(now, parse_time(record.chain[-1].at))
         for event in events:
             final = event is events[-1]
             receipt = sign_receipt(
@@ -587,20 +606,18 @@ class Courier:
     async def _locate(
         self, party: str, letter_id: str, *, with_ciphertext: bool = False
     ) -> Located:
-        record = await self.store.letter(party, letter_id, with_ciphertext=with_ciphertext)
+        # Both questions at once: on a single Redis they share one round trip.
+        record, recipient = await asyncio.gather(
+            self.store.letter(party, letter_id, with_ciphertext=with_ciphertext),
+            self.store.recipient_of(party, letter_id),
+        )
         if record is not None:
             return Located(record, Actor.RECIPIENT)
-        recipient = await self.store.recipient_of(party, letter_id)
         if recipient is not None:
             record = await self.store.letter(recipient, letter_id, with_ciphertext=with_ciphertext)
             if record is not None and record.sender == party:
                 return Located(record, Actor.SENDER)
         raise UnknownLetter(f"you have no letter {letter_id}")
-
-    def _require(self, located: Located, role: Actor) -> None:
-        if located.role is not role:
-            action = "its recipient" if role is Actor.RECIPIENT else "its sender"
-            raise Forbidden(f"only {action} may do that to letter {located.record.id}")
 
     async def _reload(self, record: LetterRecord, *, with_ciphertext: bool = False) -> LetterRecord:
         fresh = await self.store.letter(
@@ -626,7 +643,28 @@ def _advanced(
         state=event,
         head=receipts[-1].chain_hash(),
         ciphertext=released if released is not None else record.ciphertext,
-        receipts=[*record.receipts, *(r.signable() for r in receipts)],
+        chain=[*record.chain, *receipts],
+    )
+
+
+def _refusal(result: SendResult, sender: str, letter_id: str) -> ChannelError:
+    if result.outcome == "replayed":
+        return Replayed(_REPLAYED)
+    if result.outcome == "limited":
+        return RateLimited(
+            f"{sender} is over its request rate limit; try again in {result.retry_after_ms} ms",
+            retry_after_ms=result.retry_after_ms,
+        )
+    if result.outcome == "other":
+        return LetterIdConflict(f"the letter id {letter_id} is already used by one of your letters")
+    return LetterIdConflict(f"a different letter was already sent as {letter_id}")
+
+
+def _rate_limited(party: str, limit: RateLimit, wait_ms: int) -> RateLimited:
+    return RateLimited(
+        f"{party} is over its limit of {limit.per_second:g} requests a second "
+        f"(bursts of {limit.capacity}); try again in {wait_ms} ms",
+        retry_after_ms=wait_ms,
     )
 
 
@@ -635,19 +673,19 @@ def _ignore(event: State) -> None:
 
 
 def _receipts(record: LetterRecord) -> list[Receipt]:
-    return [Receipt.model_validate_json(raw) for raw in record.receipts]
+    return list(record.chain)
 
 
 def _sealed(record: LetterRecord) -> SealedLetter:
     return SealedLetter(
-        envelope=Envelope.model_validate_json(record.envelope),
+        envelope=record.env,
         seal=record.seal,
         ciphertext=record.ciphertext or b"",
     )
 
 
 def _summary(record: LetterRecord) -> LetterSummary:
-    env = Envelope.model_validate_json(record.envelope)
+    env = record.env
     return LetterSummary(
         id=env.id,
         sender=env.sender,
@@ -663,6 +701,7 @@ def _summary(record: LetterRecord) -> LetterSummary:
 
 
 def _event(env: Envelope, receipt: Receipt, kind: Literal["letter", "receipt"]) -> bytes:
+    """A thin live event: what a watcher shows; the envelope and receipt are a GET away."""
     return (
         LiveEvent(
             kind=kind,
@@ -670,12 +709,11 @@ def _event(env: Envelope, receipt: Receipt, kind: Literal["letter", "receipt"]) 
             sender=env.sender,
             recipient=env.recipient,
             precedence=env.precedence,
-            sent_at=env.sent_at,
-            expires_at=env.expires_at,
             state=receipt.event,
-            receipt=receipt,
+            seq=receipt.seq,
+            at=receipt.at,
         )
-        .model_dump_json(exclude_none=True)
+        .model_dump_json(exclude_defaults=True)
         .encode()
     )
 

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from channel.exercise.comms import LetterTrack, Part, Record
 from channel.protocol.errors import IntegrityError
 from channel.protocol.models import LetterStatus, Receipt
-from channel.protocol.seal import verify_chain, verify_seal
+from channel.protocol.seal import verify_status
 
 
 class LetterCheck(Part):
@@ -154,16 +154,12 @@ def _status_problem(
     recipient_key = keys.signing.get(envelope.recipient)
     if keys.courier is None or sender_key is None or recipient_key is None:
         return "run_started does not announce the courier's or a party's key"
-    if not verify_seal(envelope, status.seal, sender_key):
-        return f"the seal does not verify with {envelope.sender}'s key from run_started"
-    try:
-        verify_chain(
-            status.receipts, envelope, courier_key=keys.courier, recipient_key=recipient_key
+    try:  # with the keys run_started announced
+        verify_status(
+            status, sender_key=sender_key, courier_key=keys.courier, recipient_key=recipient_key
         )
     except IntegrityError as exc:
-        return f"receipt chain: {exc.detail}"
-    if status.receipts[-1].event is not status.state:
-        return f"the status says {status.state.value}, its last receipt otherwise"
+        return exc.detail
     return None
 
 

@@ -549,7 +549,7 @@ class Runner:
     async def _observe(self, party: str, event: LiveEvent) -> None:
         """A letter or receipt seen on a human or control seat's live event stream."""
         tracked = self.by_id.get(event.letter_id)
-        if tracked is not None and event.receipt.seq in tracked.seen:
+        if tracked is not None and event.seq in tracked.seen:
             return
         try:
             status = await self.clients[party].verified_status(event.letter_id)

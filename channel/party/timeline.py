@@ -14,10 +14,9 @@ from rich.padding import Padding
 from rich.table import Table
 
 from channel.protocol.canonical import sha256_hex
-from channel.protocol.errors import IntegrityError
 from channel.protocol.lifecycle import State
 from channel.protocol.models import ChainKeys, Envelope, LetterStatus, LetterSummary, Receipt
-from channel.protocol.seal import verify_chain, verify_seal
+from channel.protocol.seal import Finding, check_status
 
 OK, FAIL = "[green]✓[/]", "[red]✗[/]"
 
@@ -32,53 +31,20 @@ class Check:
 
 
 def audit(status: LetterStatus, keys: ChainKeys) -> list[Check]:
-    """Check the seal, each receipt in chain order, and that the status agrees with its chain."""
-    envelope = status.envelope
-    checks = [_seal_check(status, keys.sender)]
-    if status.id != envelope.id:
-        checks.append(
-            Check("letter", False, f"the status is for {status.id}, its envelope for {envelope.id}")
-        )
-    checks += _receipt_checks(status, keys)
-    if status.receipts and status.receipts[-1].event is not status.state:
-        last = status.receipts[-1].event.value
-        checks.append(
-            Check("state", False, f"the status says {status.state.value}, its last receipt {last}")
-        )
-    return checks
+    """Check the seal, each receipt in chain order, and that the status agrees with its chain
+    (`seal.check_status`), with what each verified piece of evidence says."""
+    findings = check_status(
+        status, sender_key=keys.sender, courier_key=keys.courier, recipient_key=keys.recipient
+    )
+    return [_check(finding, status.envelope) for finding in findings]
 
 
-def _seal_check(status: LetterStatus, sender_key: bytes) -> Check:
-    envelope = status.envelope
-    if verify_seal(envelope, status.seal, sender_key):
-        return Check("seal", True, f"envelope sealed by {envelope.sender}")
-    return Check("seal", False, f"the seal does not verify with the key of {envelope.sender}")
-
-
-def _receipt_checks(status: LetterStatus, keys: ChainKeys) -> list[Check]:
-    if not status.receipts:
-        return [Check("receipts", False, "the letter has no receipts")]
-    checks: list[Check] = []
-    broken = False
-    for seq, receipt in enumerate(status.receipts):
-        subject = f"receipt {seq} ({receipt.event.value})"
-        if broken:
-            checks.append(Check(subject, False, "not checked: an earlier receipt failed"))
-            continue
-        try:
-            # Verifying each prefix of the chain tells which receipt is the first bad one.
-            verify_chain(
-                status.receipts[: seq + 1],
-                status.envelope,
-                courier_key=keys.courier,
-                recipient_key=keys.recipient,
-            )
-        except IntegrityError as exc:
-            broken = True
-            checks.append(Check(subject, False, exc.detail.removeprefix(f"{subject}: ")))
-        else:
-            checks.append(Check(subject, True, evidence(receipt, status.envelope)))
-    return checks
+def _check(finding: Finding, envelope: Envelope) -> Check:
+    if not finding.ok:
+        return Check(finding.subject, False, finding.problem)
+    if finding.receipt is not None:
+        return Check(finding.subject, True, evidence(finding.receipt, envelope))
+    return Check(finding.subject, True, f"envelope sealed by {envelope.sender}")
 
 
 def failure(checks: list[Check]) -> Check | None:

@@ -46,7 +46,11 @@ def format_time(moment: datetime) -> str:
 
 
 def parse_time(text: str) -> datetime:
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    """A protocol timestamp (TIMESTAMP_PATTERN, checked by the models) as an aware datetime.
+
+    `fromisoformat` is C and about ten times faster than `strptime`, which matters on the hot
+    path; the pattern admits only what both read the same way."""
+    return datetime.fromisoformat(text)
 
 
 def to_millis(text: str) -> int:
@@ -56,6 +60,11 @@ def to_millis(text: str) -> int:
 def millis(moment: datetime) -> int:
     """Milliseconds since the epoch, in integer arithmetic (float timestamps round wrongly)."""
     return (moment - _EPOCH) // timedelta(milliseconds=1)
+
+
+def from_millis(ms: int) -> datetime:
+    """The moment `ms` milliseconds after the epoch (the inverse of `millis`)."""
+    return _EPOCH + timedelta(milliseconds=ms)
 
 
 def now_utc() -> datetime:

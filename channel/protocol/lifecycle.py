@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from channel.protocol.errors import InvalidTransition, LetterExpired
+from channel.protocol.errors import Forbidden, InvalidTransition, LetterExpired
 
 
 class State(StrEnum):
@@ -79,13 +79,24 @@ def apply(state: State, event: Event) -> State:
         raise _refusal(state, event) from None
 
 
-def steps(state: State, event: Event) -> list[Event]:
-    """The events to record, in order, for `event` to happen from `state` (implied ones first)."""
+def steps(state: State, event: Event, actor: Actor) -> list[Event]:
+    """The events to record, in order, for `actor` to make `event` happen from `state` (implied
+    ones first). Raises Forbidden if `event` is not `actor`'s to cause (ACTORS), whatever the
+    state; InvalidTransition (LetterExpired) if the state does not allow it."""
+    authorize(event, actor)
     implied = IMPLIED.get((state, event))
     if implied is None:
         apply(state, event)
         return [event]
     return [implied, event]
+
+
+def authorize(event: Event, actor: Actor) -> None:
+    """Raise Forbidden unless `actor` is the one who may cause `event` (ACTORS)."""
+    allowed = ACTORS[event]
+    if actor is not allowed:
+        who = "the courier" if allowed is Actor.COURIER else f"its {allowed.value}"
+        raise Forbidden(f"only {who} may make a letter {event.value.replace('_', ' ')}")
 
 
 def is_terminal(state: State) -> bool:

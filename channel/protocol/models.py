@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Mapping
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from functools import cached_property
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, WithJsonSchema
 
@@ -92,7 +94,21 @@ class Wire(BaseModel):
 
     def signable(self, *, exclude: set[str] | None = None) -> bytes:
         """Canonical JSON of this model (absent optionals omitted), the bytes signatures cover."""
+        if exclude is None:
+            return self.canonical
         return canonical_json(self.model_dump(mode="json", exclude_none=True, exclude=exclude))
+
+    @cached_property
+    def canonical(self) -> bytes:
+        """`signable()`, computed once: the model is frozen, so its canonical bytes never change
+        (digests, chain hashes and signatures all need them)."""
+        return canonical_json(self.model_dump(mode="json", exclude_none=True))
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A copy; its canonical bytes are computed afresh (pydantic would copy the cache)."""
+        copied = super().model_copy(update=update, deep=deep)
+        copied.__dict__.pop("canonical", None)
+        return copied
 
 
 class Precedence(StrEnum):
@@ -279,8 +295,10 @@ class ReceiptList(Wire):
 
 class LiveEvent(Wire):
     """One event on a party's stream: a new letter in its inbox, or a receipt on a letter it sent
-    or received. Envelope metadata and receipts only, never content. `id` is the stream's id for
-    it (the SSE event id, for reconnecting with Last-Event-ID); it is not stored inside the event.
+    or received. Thin: what a watcher shows (ids, state, the receipt's seq and time, the route and
+    precedence); the envelope and the signed receipts are a GET of the letter's status away.
+    `id` is the stream's id for it (the SSE event id, for reconnecting with Last-Event-ID); it is
+    not stored inside the event.
     """
 
     id: str | None = None
@@ -288,8 +306,7 @@ class LiveEvent(Wire):
     letter_id: LetterId
     sender: PartyName
     recipient: PartyName
-    precedence: Precedence
-    sent_at: Timestamp
-    expires_at: Timestamp
+    precedence: Precedence = Precedence.ROUTINE  # left out when routine, as most letters are
     state: State
-    receipt: Receipt
+    seq: Annotated[int, Field(ge=0)]
+    at: Timestamp  # the receipt's time

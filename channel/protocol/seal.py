@@ -28,6 +28,7 @@ from channel.protocol.models import (
     Decision,
     Envelope,
     LetterContent,
+    LetterStatus,
     Precedence,
     PublicKeys,
     Receipt,
@@ -297,6 +298,73 @@ def verify_receipt(courier_key: bytes, receipt: Receipt) -> bool:
     return verify_signature(courier_key, receipt.signature, CTX_RECEIPT, receipt.body_bytes())
 
 
+@dataclass(frozen=True)
+class Finding:
+    """One piece of a letter's evidence, checked: the seal, a receipt, the status's id or state."""
+
+    subject: str  # "seal", "letter", "receipts", "receipt 2 (opened)", "state"
+    ok: bool
+    problem: str = ""  # what is wrong, when not ok
+    receipt: Receipt | None = None  # the receipt a "receipt N" finding is about
+
+
+def check_status(
+    status: LetterStatus, *, sender_key: bytes, courier_key: bytes, recipient_key: bytes
+) -> list[Finding]:
+    """The one letter-status verifier (the client, `channel verify` and the exercise integrity
+    check all use it): the seal, each receipt in chain order, and that the status's id and state
+    agree with its envelope and chain. A receipt after the first bad one is not checked."""
+    envelope = status.envelope
+    sealed = verify_seal(envelope, status.seal, sender_key)
+    findings = [Finding("seal", sealed, "" if sealed else _NOT_SEALED.format(envelope.sender))]
+    if status.id != envelope.id:
+        problem = f"the status is for {status.id}, its envelope for {envelope.id}"
+        findings.append(Finding("letter", False, problem))
+    findings += check_chain(
+        status.receipts, envelope, courier_key=courier_key, recipient_key=recipient_key
+    )
+    if status.receipts and status.receipts[-1].event is not status.state:
+        last = status.receipts[-1].event.value
+        problem = f"the status says {status.state.value}, its last receipt {last}"
+        findings.append(Finding("state", False, problem))
+    return findings
+
+
+def verify_status(
+    status: LetterStatus, *, sender_key: bytes, courier_key: bytes, recipient_key: bytes
+) -> None:
+    """`check_status`, raising IntegrityError that names the first thing that fails."""
+    findings = check_status(
+        status, sender_key=sender_key, courier_key=courier_key, recipient_key=recipient_key
+    )
+    bad = next((finding for finding in findings if not finding.ok), None)
+    if bad is not None:
+        raise IntegrityError(f"letter {status.id}: {bad.subject}: {bad.problem}")
+
+
+def check_chain(
+    receipts: Sequence[Receipt], envelope: Envelope, *, courier_key: bytes, recipient_key: bytes
+) -> list[Finding]:
+    """One finding per receipt, in chain order; those after the first bad one are not checked."""
+    if not receipts:
+        return [Finding("receipts", False, "the letter has no receipts")]
+    digest = envelope.digest()
+    findings: list[Finding] = []
+    prev, state, at, broken = ZERO_HASH, None, "", False
+    for seq, receipt in enumerate(receipts):
+        subject = f"receipt {seq} ({receipt.event.value})"
+        if broken:
+            findings.append(Finding(subject, False, "not checked: an earlier receipt failed"))
+            continue
+        problem = _receipt_problem(
+            receipt, seq, prev, envelope, digest, courier_key, recipient_key
+        ) or _order_problem(receipt, state, at)
+        broken = problem is not None
+        findings.append(Finding(subject, not broken, problem or "", receipt))
+        prev, state, at = receipt.chain_hash(), receipt.event, receipt.at
+    return findings
+
+
 def verify_chain(
     receipts: Sequence[Receipt],
     envelope: Envelope,
@@ -305,17 +373,15 @@ def verify_chain(
     recipient_key: bytes,
 ) -> None:
     """Check a letter's whole receipt chain; raise IntegrityError naming the first bad receipt."""
-    if not receipts:
-        raise IntegrityError("the letter has no receipts")
-    digest = envelope.digest()
-    prev, state, at = ZERO_HASH, None, ""
-    for seq, receipt in enumerate(receipts):
-        problem = _receipt_problem(
-            receipt, seq, prev, envelope, digest, courier_key, recipient_key
-        ) or _order_problem(receipt, state, at)
-        if problem:
-            raise IntegrityError(f"receipt {seq} ({receipt.event.value}): {problem}")
-        prev, state, at = receipt.chain_hash(), receipt.event, receipt.at
+    findings = check_chain(receipts, envelope, courier_key=courier_key, recipient_key=recipient_key)
+    bad = next((finding for finding in findings if not finding.ok), None)
+    if bad is not None and bad.subject == "receipts":
+        raise IntegrityError(bad.problem)
+    if bad is not None:
+        raise IntegrityError(f"{bad.subject}: {bad.problem}")
+
+
+_NOT_SEALED = "the seal does not verify with the key of {}"
 
 
 def _order_problem(receipt: Receipt, state: State | None, at: str) -> str | None:

@@ -24,7 +24,7 @@ from channel.courier.server.events import CLOSING, STREAMS, close_streams, event
 from channel.courier.server.routes import ROUTES, Call, Route, check_query
 from channel.courier.service import Courier
 from channel.courier.settings import Settings
-from channel.courier.store import Store
+from channel.courier.store import RateLimit, Store
 from channel.protocol.errors import (
     BadRequest,
     ChannelError,
@@ -79,6 +79,9 @@ def _courier_context(
             open_registration=settings.open_registration,
             retention=timedelta(days=settings.retention_days),
             on_event=metrics.count_event,
+            rate_limit=RateLimit(settings.rate_limit_burst, settings.rate_limit_per_second)
+            if settings.rate_limited
+            else None,
         )
         app[COURIER] = courier
         task = None
@@ -147,8 +150,8 @@ def _endpoint(route: Route) -> Callable[[web.Request], Awaitable[web.Response]]:
         signed = await courier.authenticate(view, raw) if route.signed else None
         if signed is not None:
             structlog.contextvars.bind_contextvars(party=signed.party)
-            await limits.take_token(courier.store, request.app[SETTINGS], signed.party)
             if not route.claims_nonce:
+                await limits.take_token(courier.store, request.app[SETTINGS], signed.party)
                 await courier.claim(signed)
         body = _parse(route.request, raw) if route.request is not None else None
         call = Call(courier, signed, body, request.match_info, request.query, view, raw)

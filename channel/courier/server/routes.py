@@ -155,7 +155,8 @@ class Route:
     # Signed by the key in the body (registration: proof of possession), checked by the handler.
     self_signed: bool = False
     query: tuple[Param, ...] = ()
-    claims_nonce: bool = False  # the handler claims the request's nonce in its own script
+    # The handler claims the request's nonce and takes its rate-limit token in its own script.
+    claims_nonce: bool = False
     status: int = 200
     errors: tuple[type[ChannelError], ...] = field(default=())
 

@@ -50,5 +50,5 @@ def watch(
 def _line(event: LiveEvent) -> str:
     what = "new letter" if event.kind == "letter" else event.state.value.replace("_", " ")
     route = f"{event.sender} → {event.recipient}"
-    when = event.receipt.at[11:19]
+    when = event.at[11:19]
     return f"{when}Z  {what:<17} {route}  [{event.precedence.value}]  {event.letter_id}"
