@@ -118,14 +118,23 @@ def cpu_seconds(pids: list[int]) -> float:
 def _start(
     command: list[str], env: dict[str, str], ready: str
 ) -> tuple[subprocess.Popen[str], str]:
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
+    # Its stderr goes to a file (shown if it fails): the table stays readable.
+    descriptor, log = tempfile.mkstemp(prefix="bench-server-", suffix=".log")
+    with os.fdopen(descriptor, "w") as stderr:
+        process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env
+        )
+    _logs[process.pid] = Path(log)
     assert process.stdout is not None
     line = process.stdout.readline()
     match = re.search(r"(http://\S+)", line)
     if ready not in line or not match:
-        process.kill()
+        _stop(process, command[1])
         raise SystemExit(f"{command[1:4]} did not start: {line!r}")
     return process, match.group(1)
+
+
+_logs: dict[int, Path] = {}
 
 
 def _stop(process: subprocess.Popen[str], what: str) -> None:
@@ -135,12 +144,23 @@ def _stop(process: subprocess.Popen[str], what: str) -> None:
     try:
         process.wait(timeout=30)
     except subprocess.TimeoutExpired:
-        print(f"  ! {what} ignored SIGTERM for 30 s: killed")
+        print(f"   ! {what} ignored SIGTERM for 30 s: killed")
         process.kill()
         process.wait()
-        return
-    if time.monotonic() - started > 5:
-        print(f"  ! {what} took {time.monotonic() - started:.1f} s to stop")
+    took = time.monotonic() - started
+    if took > 5:
+        print(f"   ! {what} took {took:.1f} s to stop")
+    log = _logs.pop(process.pid)
+    errors = [
+        line for line in log.read_text().splitlines() if "Traceback" in line or "rror" in line
+    ]
+    log.unlink()
+    if process.returncode not in (0, -signal.SIGTERM) or errors:
+        print(f"   ! {what} exited {process.returncode}; {len(errors)} error lines in its log")
+        for line in errors[:3]:
+            print(f"     {line[:160]}")
+    if process.stdout is not None:
+        process.stdout.close()
 
 
 def _redis_pid(data: Path) -> int:
@@ -511,8 +531,9 @@ def live_with_watchers(bench: Bench, args: argparse.Namespace, rate: int = 500) 
     )
 
 
-def idle_watchers(bench: Bench, args: argparse.Namespace, seconds: float = 300.0) -> None:
-    parties, per_party = 1000, 10
+def idle_watchers(bench: Bench, args: argparse.Namespace) -> None:
+    per_party = 10
+    parties, seconds = max(1, args.long_watchers // per_party), args.long_seconds
     with courier(args.workers) as (base, _, process, data):
         recipients = asyncio.run(register(base, [f"bench.idle.r{i}" for i in range(parties)]))
         port = int(base.rsplit(":", 1)[1])
@@ -685,6 +706,8 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--long", action="store_true", help="also hold 10,000 idle watchers 5 min")
+    parser.add_argument("--long-watchers", type=int, default=10_000, help=argparse.SUPPRESS)
+    parser.add_argument("--long-seconds", type=float, default=300.0, help=argparse.SUPPRESS)
     parser.add_argument("--only", choices=["side", "live", "scale", "exercises", "long"])
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop servers on the way out

@@ -232,6 +232,8 @@ class _Watcher(asyncio.Protocol):
             del self.buffer[: end + 4]
             if not self.opened.done():
                 self.opened.set_result(None)
+        if b"\r\n0\r\n\r\n" in data and not self.closed.done():
+            self.closed.set_result(None)  # the last chunk: the server ended the stream
         # Line by line (SSE lines end in \n or \r\n); chunk-size lines match neither prefix.
         *lines, rest = bytes(self.buffer).split(b"\n")
         self.buffer = bytearray(rest)

@@ -148,4 +148,5 @@ def stream_request(port: int, party: RawParty, fast: bool) -> bytes:
     key = Ed25519PrivateKey.from_private_bytes(party[1])
     headers = sign(party[0], key, "GET", EVENTS_PATH, b"", fast)
     headers["Accept"] = "text/event-stream"
+    headers["Connection"] = "close"  # a stream the server ends closes its socket: seen as dropped
     return http_request("GET", EVENTS_PATH, port, headers, b"")
