@@ -151,12 +151,11 @@ def _stop(process: subprocess.Popen[str], what: str) -> None:
     if took > 5:
         print(f"   ! {what} took {took:.1f} s to stop")
     log = _logs.pop(process.pid)
-    errors = [
-        line for line in log.read_text().splitlines() if "Traceback" in line or "rror" in line
-    ]
+    notable = ("Traceback", "rror", "did not finish")
+    errors = [line for line in log.read_text().splitlines() if any(w in line for w in notable)]
     log.unlink()
     if process.returncode not in (0, -signal.SIGTERM) or errors:
-        print(f"   ! {what} exited {process.returncode}; {len(errors)} error lines in its log")
+        print(f"   ! {what} exited {process.returncode}; {len(errors)} notable lines in its log")
         for line in errors[:3]:
             print(f"     {line[:160]}")
     if process.stdout is not None:
