@@ -532,7 +532,7 @@ def live_with_watchers(bench: Bench, args: argparse.Namespace, rate: int = 500) 
         + (f"{spread(delays)}  max {max(delays) * 1000:.1f} ms" if delays else "no event arrived")
     )
     print(
-        f"   refused streams: {refused or 'none'}; streams dropped: {watched.dropped}; "
+        f"   streams refused: {_refusals(refused)}; dropped: {watched.dropped}; "
         f"events not seen: {missing}; sends not 2xx: {_statuses(outcome)}"
     )
 
@@ -557,10 +557,16 @@ def idle_watchers(bench: Bench, args: argparse.Namespace) -> None:
     print(
         f"8. {opened:,} idle watchers ({parties:,} parties × {per_party}) connected in "
         f"{connect:.0f} s, held {watched.held:.0f} s: dropped {watched.dropped}, refused "
-        f"{refused or 'none'}, keep-alive comments per stream "
+        f"{_refusals(refused)}, keep-alive comments per stream "
         f"{watched.pings / max(opened, 1):.1f}, "
         f"Redis errors {errors:.0f}, server CPU {cpu / seconds * 100:.0f}% of a core"
     )
+
+
+def _refusals(refused: dict[int, int]) -> str:
+    """Streams not open when the run began, by status (200: opened, then ended by the server)."""
+    parts = [f"{n} × {'ended early' if status == 200 else status}" for status, n in refused.items()]
+    return ", ".join(parts) or "none"
 
 
 async def _redis_errors(base: str) -> float:

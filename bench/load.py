@@ -291,7 +291,7 @@ async def watch(
     for watcher in watchers:
         if watcher.status == 200 and not watcher.closed.done():
             live.append(watcher)
-        else:
+        else:  # refused, or (a 200) already ended by the server before every stream was open
             result.refused[watcher.status] += 1
             if watcher.transport is not None:
                 watcher.transport.close()
