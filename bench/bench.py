@@ -12,7 +12,8 @@ own, replaying requests prepared and signed beforehand in two other processes):
      commands including those a script runs) and client reads per send (INFO stats: a pipeline
      counts once, so this is round trips); the load generator's own CPU per send;
   2. p50/p99 at 500/s and 1,000/s, open loop, each latency from the request's scheduled time (no
-     coordinated omission), and the answers that were not 2xx;
+     coordinated omission), and the answers that were not 2xx; and the courier's send → inbox →
+     open through the typed client, one at a time;
   3. Redis memory per queued 1 KB letter, live events included;
   4. the courier's send → live event latency at 500 sends/s with 1,000 watchers connected (signed
      `GET /v1/events`, 100 parties x 10 streams: a per-party stream cap of 10 or more admits
@@ -60,6 +61,7 @@ from load import Outcome, Watched
 from prepare import RawParty, raw_party
 
 from channel.client import Client
+from channel.httpsig import NONCE_TTL_MS
 from channel.seal import PartyKeys, raw_public
 
 HERE = Path(__file__).resolve().parent
@@ -420,6 +422,8 @@ def side_by_side(bench: Bench, args: argparse.Namespace) -> None:
                     f"   {rate:5,}/s {server.name:<8} {spread(outcome.latencies)}  "
                     f"max {max(outcome.latencies) * 1000:.1f} ms   not 2xx: {_statuses(outcome)}"
                 )
+        trips = asyncio.run(round_trips(full.base, 200))
+        print(f"   courier, typed client, send → inbox → open, one at a time: {spread(trips)}")
         memory(bench, full)
 
 
@@ -450,16 +454,30 @@ def _summary(runs: dict[str, list[Closed]]) -> None:
     )
 
 
+async def round_trips(base: str, rounds: int) -> list[float]:
+    """send → inbox → open through the typed client (sealing and opening included)."""
+    keys = await register(base, ["bench.rt.sender", "bench.rt.recipient"])
+    async with Client(base) as anonymous:
+        sender, recipient = anonymous.as_party(keys[0]), anonymous.as_party(keys[1])
+        times = []
+        for _ in range(rounds):
+            start = time.perf_counter()
+            sealed, _ = await sender.send_letter(keys[1].name, prepare.BODY_1K)
+            await recipient.inbox(limit=1)
+            await recipient.open_letter(sealed.envelope.id)
+            times.append(time.perf_counter() - start)
+        return times
+
+
 def memory(bench: Bench, server: Server, letters: int = 2000) -> None:
     """Redis memory per queued 1 KB letter: with its request nonce, and after nonces are gone."""
     requests, _ = bench.prepare(server, letters)
     store = redis.Redis.from_url(server.redis_url)
+    _drop_nonces(store)  # earlier runs' nonces, which would expire while this one measures
     before = store.info("memory")["used_memory"]
     outcome = bench.closed([server.port], requests, connections=16)
     with_nonces = store.info("memory")["used_memory"]
-    # A request nonce lives for two minutes after its request; it is not the letter's.
-    for key in store.scan_iter(match="*nonce*", count=1000):
-        store.delete(key)
+    _drop_nonces(store)
     alone = store.info("memory")["used_memory"]
     store.close()
     sent = max(outcome.completed - not_2xx(outcome), 1)
@@ -468,6 +486,21 @@ def memory(bench: Bench, server: Server, letters: int = 2000) -> None:
         f"{(alone - before) / sent / 1024:.2f} KB "
         f"({(with_nonces - before) / sent / 1024:.2f} KB while its request nonce is remembered)"
     )
+
+
+def _drop_nonces(store: redis.Redis) -> None:
+    """Delete request nonces: whatever the key layout, the keys named so or due to expire within
+    a nonce's lifetime (two minutes); letters live for days."""
+    keys = list(store.scan_iter(count=1000))
+    with store.pipeline(transaction=False) as pipe:
+        for key in keys:
+            pipe.pttl(key)
+        ttls = pipe.execute()
+    doomed = [
+        k for k, ttl in zip(keys, ttls, strict=True) if b"nonce" in k or 0 < ttl <= NONCE_TTL_MS
+    ]
+    for start in range(0, len(doomed), 1000):
+        store.delete(*doomed[start : start + 1000])
 
 
 def _watchers(
