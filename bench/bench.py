@@ -309,7 +309,8 @@ def not_2xx(outcome: Outcome) -> int:
 
 def _statuses(outcome: Outcome) -> str:
     bad = {status: n for status, n in sorted(outcome.statuses.items()) if not 200 <= status < 300}
-    return ", ".join(f"{n} × {status}" for status, n in bad.items()) or "none"
+    named = {status: "connection lost" if status == load.LOST else status for status in bad}
+    return ", ".join(f"{n} × {named[status]}" for status, n in bad.items()) or "none"
 
 
 @dataclass

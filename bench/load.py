@@ -20,6 +20,7 @@ from typing import Any
 from prepare import RawParty, stream_request
 
 HOST = "127.0.0.1"
+LOST = 0  # the status noted for a request whose connection closed before it was answered
 _LENGTH = re.compile(rb"\r\ncontent-length:\s*(\d+)", re.IGNORECASE)
 _CHUNKED = re.compile(rb"\r\ntransfer-encoding:\s*chunked", re.IGNORECASE)
 # A letter id: 26 characters of Crockford's base32, lower case (channel.names).
@@ -27,13 +28,15 @@ _LETTER_ID = re.compile(rb"[0-9a-z]{26}")
 
 
 class _Exchange(asyncio.Protocol):
-    """One keep-alive connection: write a request, call back with the status of its response."""
+    """One keep-alive connection: write a request, call back with the status of its response
+    (LOST if the server closed the connection instead of answering)."""
 
     def __init__(self, on_reply: Callable[[_Exchange, int], None]) -> None:
         self.on_reply = on_reply
         self.buffer = bytearray()
         self.transport: asyncio.Transport | None = None
         self.lost = False
+        self.waiting = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -41,9 +44,13 @@ class _Exchange(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
+        if self.waiting:
+            self.waiting = False
+            self.on_reply(self, LOST)
 
     def send(self, request: bytes) -> None:
         assert self.transport is not None
+        self.waiting = True
         self.transport.write(request)
 
     def data_received(self, data: bytes) -> None:
@@ -67,6 +74,7 @@ class _Exchange(asyncio.Protocol):
                 return
             status = int(head[9:12])
             del self.buffer[:total]
+            self.waiting = False
             self.on_reply(self, status)
 
 
@@ -80,7 +88,6 @@ class Outcome:
     latencies: list[float] = field(default_factory=list)
     started: float = 0.0
     client_cpu: float = 0.0
-    dropped: int = 0
 
 
 async def _connect(port: int, on_reply: Callable[[_Exchange, int], None]) -> _Exchange:
@@ -109,7 +116,8 @@ async def _closed_loop(
 
     def next_on(conn: _Exchange) -> None:
         nonlocal in_flight
-        request = next(queue, None) if time.perf_counter() < deadline else None
+        live = not conn.lost and time.perf_counter() < deadline
+        request = next(queue, None) if live else None
         if request is None:
             if in_flight == 0 and not finished.done():
                 finished.set_result(None)
@@ -162,7 +170,9 @@ async def _open_loop(port: int, requests: list[bytes], rate: float, connections:
     def on_reply(conn: _Exchange, status: int) -> None:
         outcome.latencies.append(time.perf_counter() - due_at.pop(conn))
         outcome.statuses[status] += 1
-        if waiting:
+        if conn.lost:
+            pass  # a connection the server closed takes no more requests
+        elif waiting:
             dispatch(conn, *waiting.popleft())
         else:
             idle.append(conn)
