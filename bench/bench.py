@@ -1,90 +1,226 @@
-"""`make bench`: figures for the courier, printed, never asserted.
+"""`make bench`: the courier's figures, side by side with a minimal relay, printed, never asserted.
 
-Starts `channel serve` (embedded Redis, appendfsync always) in a temp dir and measures:
-  1. full sends/s: authenticated (RFC 9421), sealed, receipted; requests are prepared beforehand
-     in another process so that the load generator's own crypto does not compete with the server;
-  2. send latency p50/p99 at half the measured rate (open loop);
-  3. send → inbox → open latency p50/p99 through the typed client;
-  4. Redis memory per queued 1 KB letter;
-  5. send → live event latency p50/p99 (send through replica A, watcher on replica B), with one
-     replica (A = B) and with two `channel serve` processes sharing one Redis;
-  6. scale-out: sends/s and send → live event latency with one replica and with two, on a single
-     Redis and on a local three-master Redis Cluster;
-  7. `channel --help` start-up time;
-  8. each bundled exercise scenario at speed max, bots in every seat: the whole
-     `channel exercise run` (embedded courier start, play, report) and the play alone.
+One run starts, on 127.0.0.1 only:
+  - the courier, `channel serve` (embedded Redis, appendfsync always, `--workers` workers), and
+  - the baseline relay, bench/relay.py (one Ed25519 verify + one Lua EVALSHA per send, the same
+    redis-server build with appendfsync always, the same number of workers, reuse_port),
+and measures both with one load generator (bench/load.py: raw keep-alive HTTP in a process of its
+own, replaying requests prepared and signed beforehand in two other processes):
+  1. sends/s, closed loop at `--connections` connections, in interleaved pairs (relay, courier,
+     relay, courier, ...), and their ratio; server CPU (its worker processes, /proc/PID/stat)
+     and Redis CPU per send; Redis commands per send (INFO commandstats: script calls, and all
+     commands including those a script runs) and client reads per send (INFO stats: a pipeline
+     counts once, so this is round trips); the load generator's own CPU per send;
+  2. p50/p99 at 500/s and 1,000/s, open loop, each latency from the request's scheduled time (no
+     coordinated omission), and the answers that were not 2xx; and the courier's send → inbox →
+     open through the typed client, one at a time;
+  3. Redis memory per queued 1 KB letter, live events included;
+  4. the courier's send → live event latency at 500 sends/s with 1,000 watchers connected (signed
+     `GET /v1/events`, 100 parties x 10 streams: a per-party stream cap of 10 or more admits
+     them all, and `--streams-per-party N` spreads them over 1,000 / N parties instead; a
+     courier-wide cap must allow 1,000, or 10,000 with --long: set its CHANNEL_ variable if lower);
+  5. `channel --help` start-up time;
+  6. scale-out: sends/s and send → live event latency with one `channel serve` replica and two,
+     on a single Redis and on a local three-master Redis Cluster;
+  7. each bundled exercise scenario at speed max, bots in every seat.
+With `--long`, also: 10,000 idle watchers (1,000 parties x 10) held for 5 minutes: streams dropped
+by the server (the watchers never reconnect), keep-alive comments seen, Redis errors counted.
+
+The load generator is Python rather than wrk: wrk has no open loop (wrk2 is not packaged), one
+generator serves every figure, and its own CPU per send is printed to show it is not the limit.
+Per-party rate limits are off (CHANNEL_RATE_LIMIT_PER_SECOND=0): the load is deliberate. Other
+CHANNEL_* variables in the environment reach the courier unchanged.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import multiprocessing
 import os
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from datetime import timedelta
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import aiohttp
-import redis.asyncio as aioredis
+import load
+import prepare
+import redis
+from load import Outcome, Watched
+from prepare import RawParty, raw_party
 
 from channel.party.client import Client
-from channel.protocol.httpsig import sign_request
-from channel.protocol.seal import PartyKeys
+from channel.protocol.httpsig import NONCE_TTL_MS
+from channel.protocol.seal import PartyKeys, raw_public
 
-BODY_1K = "x" * 1024
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+SENDERS = 16  # sender → recipient routes per server
+
+
+@dataclass
+class Server:
+    """A running server: the courier or the relay, with its processes and its Redis."""
+
+    name: str
+    base: str
+    pid: int
+    redis_url: str
+    redis_pid: int
+    routes: list[tuple[RawParty, str]]
+    build: Callable[..., tuple[list[bytes], list[str]]]
+
+    @property
+    def port(self) -> int:
+        return int(self.base.rsplit(":", 1)[1])
+
+    def server_pids(self) -> list[int]:
+        return [pid for pid in _descendants(self.pid) if pid != self.redis_pid]
+
+
+# --- processes: start, stop, CPU --------------------------------------------------------------
+
+
+def _descendants(root: int) -> list[int]:
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found, frontier = [root], [root]
+    while frontier:
+        frontier = [pid for pid, parent in parents.items() if parent in frontier]
+        found += frontier
+    return found
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU of these processes (all their threads), from /proc/PID/stat."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _start(
+    command: list[str], env: dict[str, str], ready: str
+) -> tuple[subprocess.Popen[str], str]:
+    # Its stderr goes to a file (shown if it fails): the table stays readable.
+    descriptor, log = tempfile.mkstemp(prefix="bench-server-", suffix=".log")
+    with os.fdopen(descriptor, "w") as stderr:
+        process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env
+        )
+    _logs[process.pid] = Path(log)
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    match = re.search(r"(http://\S+)", line)
+    if ready not in line or not match:
+        _stop(process, command[1])
+        raise SystemExit(f"{command[1:4]} did not start: {line!r}")
+    return process, match.group(1)
+
+
+_logs: dict[int, Path] = {}
+
+
+def _stop(process: subprocess.Popen[str], what: str) -> None:
+    """SIGTERM, then wait; a server that does not stop is reported and killed, never waited on."""
+    process.terminate()
+    started = time.monotonic()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        print(f"   ! {what} ignored SIGTERM for 30 s: killed")
+        process.kill()
+        process.wait()
+    took = time.monotonic() - started
+    if took > 5:
+        print(f"   ! {what} took {took:.1f} s to stop")
+    log = _logs.pop(process.pid)
+    notable = ("Traceback", "rror", "did not finish")
+    errors = [line for line in log.read_text().splitlines() if any(w in line for w in notable)]
+    log.unlink()
+    if process.returncode not in (0, -signal.SIGTERM) or errors:
+        print(f"   ! {what} exited {process.returncode}; {len(errors)} notable lines in its log")
+        for line in errors[:3]:
+            print(f"     {line[:160]}")
+    if process.stdout is not None:
+        process.stdout.close()
+
+
+def _redis_pid(data: Path) -> int:
+    try:
+        return int((data / "redis" / "redis.pid").read_text().strip())
+    except (OSError, ValueError):
+        return -1  # an external Redis: not ours to measure
 
 
 @contextmanager
 def courier(
-    workers: int, fsync: str, *, data: Path | None = None, redis_url: str | None = None
-) -> Iterator[tuple[str, str]]:
-    """A real `channel serve` process; yields (base URL, Redis URL).
+    workers: int, *, data: Path | None = None, redis_url: str | None = None
+) -> Iterator[tuple[str, str, subprocess.Popen[str], Path]]:
+    """A real `channel serve`; yields (base URL, Redis URL, process, data dir).
 
     With `redis_url` it joins that Redis as another replica (same data dir, so same courier key).
     """
     owned = data is None
-    data = data or Path(tempfile.mkdtemp(prefix="bench-"))
-    command = [
-        sys.executable,
-        "-m",
-        "channel",
-        "serve",
-        "--port",
-        "0" if workers == 1 else str(_free_port()),
-        "--data-dir",
-        str(data),
-        "--open-registration",
-        "--workers",
-        str(workers),
-        "--log-level",
-        "warning",
-    ]
+    data = data or Path(tempfile.mkdtemp(prefix="bench-courier-"))
+    port = "0" if workers == 1 else str(_free_port())
+    command = [sys.executable, "-m", "channel", "serve", "--port", port, "--data-dir", str(data)]
+    command += ["--open-registration", "--workers", str(workers), "--log-level", "error"]
     if redis_url:
         command += ["--redis", redis_url]
-    # Per-party rate limits guard a real courier; the load here is deliberate, so they are off.
-    env = os.environ | {"CHANNEL_FSYNC": fsync, "CHANNEL_RATE_LIMIT_PER_SECOND": "0"}
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
+    env = os.environ | {"CHANNEL_FSYNC": "always", "CHANNEL_RATE_LIMIT_PER_SECOND": "0"}
+    process, base = _start(command, env, "Courier ready")
     try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        match = re.search(r"(http://\S+)", line)
-        if not match:
-            raise SystemExit(f"the courier did not start: {line!r}")
-        time.sleep(0.5 * workers)  # let the other workers bind the port
-        yield match.group(1), redis_url or f"unix://{data}/redis/redis.sock"
+        _wait_workers(workers)
+        yield base, redis_url or f"unix://{data}/redis/redis.sock", process, data
     finally:
-        process.terminate()
-        process.wait(timeout=20)
+        _stop(process, "the courier")
         if owned:
             shutil.rmtree(data, ignore_errors=True)
+
+
+@contextmanager
+def relay(
+    workers: int, keys: dict[str, bytes]
+) -> Iterator[tuple[str, subprocess.Popen[str], Path]]:
+    data = Path(tempfile.mkdtemp(prefix="bench-relay-"))
+    keys_file = data / "keys.json"
+    keys_file.write_text(json.dumps({name: key.hex() for name, key in keys.items()}))
+    command = [sys.executable, str(HERE / "relay.py"), "--data-dir", str(data)]
+    command += ["--keys", str(keys_file), "--workers", str(workers)]
+    process, base = _start(command, dict(os.environ), "Relay ready")
+    try:
+        _wait_workers(workers)
+        yield base, process, data
+    finally:
+        _stop(process, "the relay")
+        shutil.rmtree(data, ignore_errors=True)
+
+
+def _wait_workers(workers: int) -> None:
+    """Let spawned workers import and bind the shared port before any load arrives."""
+    time.sleep(1.0 * (workers - 1) + 0.3)
 
 
 def _free_port() -> int:
@@ -95,163 +231,388 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def register_pairs(
-    base: str, pairs: int, tag: str = "main"
-) -> list[tuple[PartyKeys, PartyKeys]]:
-    out = []
+# --- registration, preparation and runs ---------------------------------------------------------
+
+
+async def register(base: str, names: list[str]) -> list[PartyKeys]:
+    keys = [PartyKeys.generate(name) for name in names]
     async with Client(base) as anonymous:
-        for i in range(pairs):
-            sender = PartyKeys.generate(f"bench.{tag}.sender-{i}")
-            recipient = PartyKeys.generate(f"bench.{tag}.recipient-{i}")
-            await anonymous.as_party(sender).register()
-            await anonymous.as_party(recipient).register()
-            out.append((sender, recipient))
-    return out
+        for start in range(0, len(keys), 50):
+            await asyncio.gather(
+                *(anonymous.as_party(k).register() for k in keys[start : start + 50])
+            )
+    return keys
 
 
-def prepare_sends(
-    base: str, pairs: list[tuple[PartyKeys, PartyKeys]], count: int
-) -> list[tuple[bytes, dict[str, str]]]:
-    """Sealed letters with their signed request headers, ready to POST."""
+class Bench:
+    """The worker processes every section shares: two preparers and one load generator."""
 
-    async def build() -> list[tuple[bytes, dict[str, str]]]:
-        url = f"{base}/v1/letters"
-        prepared = []
-        async with Client(base) as anonymous:
-            clients = [anonymous.as_party(s) for s, _ in pairs]
-            for i in range(count):
-                sender_client = clients[i % len(pairs)]
-                recipient = pairs[i % len(pairs)][1]
-                sealed = await sender_client.seal(
-                    recipient.name, BODY_1K, expires_in=timedelta(days=1)
+    def __init__(self, connections: int, seconds: float) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.preparers = ProcessPoolExecutor(2, mp_context=context)
+        self.generator = ProcessPoolExecutor(1, mp_context=context)
+        self.connections = connections
+        self.seconds = seconds
+        self.fast = prepare.signer_agrees()
+        if not self.fast:
+            print(
+                "  (the quick RFC 9421 signer disagrees with the library: signing with the library)"
+            )
+
+    def close(self) -> None:
+        self.preparers.shutdown()
+        self.generator.shutdown()
+
+    def prepare(self, server: Server, count: int, offset: int = 0) -> tuple[list[bytes], list[str]]:
+        half = count // 2
+        jobs = [
+            self.preparers.submit(server.build, server.port, server.routes, n, start, self.fast)
+            for n, start in ((half, offset), (count - half, offset + half))
+        ]
+        requests, ids = [], []
+        for job in jobs:
+            more, more_ids = job.result()
+            requests += more
+            ids += more_ids
+        return requests, ids
+
+    def closed(
+        self, ports: list[int], requests: list[bytes], connections: int | None = None
+    ) -> Outcome:
+        job = self.generator.submit(
+            load.closed_loop, ports, requests, connections or self.connections, self.seconds
+        )
+        return job.result()
+
+    def open(self, port: int, requests: list[bytes], rate: float) -> Outcome:
+        return self.generator.submit(
+            load.open_loop, port, requests, rate, self.connections
+        ).result()
+
+
+def percentile(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * p))]
+
+
+def spread(values: list[float]) -> str:
+    return (
+        f"p50 {percentile(values, 0.5) * 1000:.2f} ms  p99 {percentile(values, 0.99) * 1000:.2f} ms"
+    )
+
+
+def not_2xx(outcome: Outcome) -> int:
+    return sum(n for status, n in outcome.statuses.items() if not 200 <= status < 300)
+
+
+def _statuses(outcome: Outcome) -> str:
+    bad = {status: n for status, n in sorted(outcome.statuses.items()) if not 200 <= status < 300}
+    named = {status: "connection lost" if status == load.LOST else status for status in bad}
+    return ", ".join(f"{n} × {named[status]}" for status, n in bad.items()) or "none"
+
+
+@dataclass
+class Closed:
+    rate: float
+    server_us: float
+    redis_us: float
+    client_us: float
+    scripts: float
+    commands: float
+    reads: float | None
+    failed: int
+
+
+def closed_run(bench: Bench, server: Server, expected_rate: float) -> Closed:
+    count = max(1000, int(expected_rate * bench.seconds * 1.3))
+    requests, _ = bench.prepare(server, count)
+    store = redis.Redis.from_url(server.redis_url)
+    before_stats, before_commands = store.info("stats"), store.info("commandstats")
+    servers = server.server_pids()
+    server_cpu, redis_cpu = cpu_seconds(servers), cpu_seconds([server.redis_pid])
+    outcome = bench.closed([server.port], requests)
+    server_cpu, redis_cpu = (
+        cpu_seconds(servers) - server_cpu,
+        cpu_seconds([server.redis_pid]) - redis_cpu,
+    )
+    after_stats, after_commands = store.info("stats"), store.info("commandstats")
+    store.close()
+    sends = max(outcome.completed, 1)
+
+    def calls(stats: dict[str, Any], *names: str) -> int:
+        return sum(
+            int(value["calls"])
+            for key, value in stats.items()
+            if (not names and key != "cmdstat_info") or key.removeprefix("cmdstat_") in names
+        )
+
+    reads = None
+    if "total_reads_processed" in after_stats:
+        reads = (
+            after_stats["total_reads_processed"] - before_stats["total_reads_processed"]
+        ) / sends
+    return Closed(
+        rate=outcome.completed / outcome.elapsed,
+        server_us=server_cpu / sends * 1e6,
+        redis_us=redis_cpu / sends * 1e6,
+        client_us=outcome.client_cpu / sends * 1e6,
+        scripts=(
+            calls(after_commands, "evalsha", "eval") - calls(before_commands, "evalsha", "eval")
+        )
+        / sends,
+        commands=(calls(after_commands) - calls(before_commands)) / sends,
+        reads=reads,
+        failed=not_2xx(outcome),
+    )
+
+
+# --- sections -----------------------------------------------------------------------------------
+
+
+def side_by_side(bench: Bench, args: argparse.Namespace) -> None:
+    relay_keys = [PartyKeys.generate(f"bench.relay.p{i}") for i in range(2 * SENDERS)]
+    with ExitStack() as stack:
+        base, _, courier_process, data = stack.enter_context(courier(args.workers))
+        keys = asyncio.run(register(base, [f"bench.main.p{i}" for i in range(2 * SENDERS)]))
+        full = Server(
+            "courier",
+            base,
+            courier_process.pid,
+            f"unix://{data}/redis/redis.sock",
+            _redis_pid(data),
+            [(raw_party(keys[i]), keys[SENDERS + i].name) for i in range(SENDERS)],
+            prepare.courier_sends,
+        )
+        relay_base, relay_process, relay_data = stack.enter_context(
+            relay(args.workers, {k.name: raw_public(k.signing) for k in relay_keys})
+        )
+        floor = Server(
+            "relay",
+            relay_base,
+            relay_process.pid,
+            f"unix://{relay_data}/redis/redis.sock",
+            _redis_pid(relay_data),
+            [(raw_party(relay_keys[i]), relay_keys[SENDERS + i].name) for i in range(SENDERS)],
+            prepare.relay_sends,
+        )
+        print(
+            f"1. closed loop, {args.connections} connections, {args.seconds:.0f} s per run, "
+            f"{args.pairs} interleaved pairs (relay, courier, ...):"
+        )
+        runs: dict[str, list[Closed]] = {"relay": [], "courier": []}
+        guess = {"relay": 6000.0, "courier": 2000.0}
+        for n in range(args.pairs):
+            for server in (floor, full):
+                run = closed_run(bench, server, guess[server.name])
+                guess[server.name] = run.rate
+                runs[server.name].append(run)
+                print(
+                    f"   pair {n + 1} {server.name:<8} {run.rate:7,.0f} sends/s   server CPU "
+                    f"{run.server_us:6,.0f} µs/send   Redis CPU {run.redis_us:5,.0f} µs/send   "
+                    f"not 2xx {run.failed}"
                 )
-                body = sealed.model_dump_json(exclude_none=True).encode()
-                sender = pairs[i % len(pairs)][0]
-                headers = sign_request(sender.name, sender.signing, "POST", url, body)
-                headers["Content-Type"] = "application/json"
-                prepared.append((body, headers))
-        return prepared
+        _summary(runs)
+        print("2. open loop (latency from each request's scheduled time):")
+        for rate in (500, 1000):
+            for server in (floor, full):
+                requests, _ = bench.prepare(server, int(rate * args.seconds))
+                outcome = bench.open(server.port, requests, rate)
+                print(
+                    f"   {rate:5,}/s {server.name:<8} {spread(outcome.latencies)}  "
+                    f"max {max(outcome.latencies) * 1000:.1f} ms   not 2xx: {_statuses(outcome)}"
+                )
+        trips = asyncio.run(round_trips(full.base, 200))
+        print(f"   courier, typed client, send → inbox → open, one at a time: {spread(trips)}")
+        memory(bench, full)
 
-    return asyncio.run(build())
 
+def _summary(runs: dict[str, list[Closed]]) -> None:
+    def median(name: str, field: str) -> float:
+        return statistics.median(getattr(run, field) for run in runs[name])
 
-async def fire(
-    bases: list[str],
-    prepared: list[tuple[bytes, dict[str, str]]],
-    concurrency: int,
-    rate: float | None,
-) -> tuple[float, list[float], int]:
-    """POST every prepared send, spread over the replicas in `bases` (signatures cover the path,
-    not the host); closed loop at `concurrency`, or open loop at `rate` per second."""
-    urls = [f"{base}/v1/letters" for base in bases]
-    latencies: list[float] = []
-    failures = 0
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=connector) as session:
-
-        async def one(n: int, body: bytes, headers: dict[str, str]) -> None:
-            nonlocal failures
-            start = time.perf_counter()
-            async with session.post(urls[n % len(urls)], data=body, headers=headers) as reply:
-                await reply.read()
-                if reply.status != 201:
-                    failures += 1
-            latencies.append(time.perf_counter() - start)
-
-        started = time.perf_counter()
-        if rate is None:
-            queue = iter(enumerate(prepared))
-
-            async def worker() -> None:
-                for n, (body, headers) in queue:
-                    await one(n, body, headers)
-
-            await asyncio.gather(*(worker() for _ in range(concurrency)))
-        else:
-            tasks = []
-            for i, (body, headers) in enumerate(prepared):
-                delay = started + i / rate - time.perf_counter()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                tasks.append(asyncio.create_task(one(i, body, headers)))
-            await asyncio.gather(*tasks)
-        elapsed = time.perf_counter() - started
-    return elapsed, latencies, failures
+    ratios = [c.rate / r.rate for r, c in zip(runs["relay"], runs["courier"], strict=True)]
+    rows = [
+        ("sends/s", "rate", "{:,.0f}"),
+        ("server CPU µs per send", "server_us", "{:,.0f}"),
+        ("Redis CPU µs per send", "redis_us", "{:,.0f}"),
+        ("Redis script calls per send", "scripts", "{:.2f}"),
+        ("Redis commands per send (incl. in scripts)", "commands", "{:.2f}"),
+        ("load generator CPU µs per send", "client_us", "{:,.0f}"),
+    ]
+    print(f"   {'median of the pairs':<44}{'relay':>10}{'courier':>10}")
+    for label, field, form in rows:
+        relay_value, courier_value = median("relay", field), median("courier", field)
+        print(f"   {label:<44}{form.format(relay_value):>10}{form.format(courier_value):>10}")
+    if all(run.reads is not None for run in runs["relay"] + runs["courier"]):
+        relay_reads, courier_reads = median("relay", "reads"), median("courier", "reads")
+        label = "Redis round trips per send (client reads)"
+        print(f"   {label:<44}{relay_reads:>10.2f}{courier_reads:>10.2f}")
+    print(
+        f"   courier / relay sends/s: {statistics.median(ratios):.2f} "
+        f"(pairs: {', '.join(f'{r:.2f}' for r in ratios)})"
+    )
 
 
 async def round_trips(base: str, rounds: int) -> list[float]:
-    """send → inbox → open through the typed client, one at a time."""
+    """send → inbox → open through the typed client (sealing and opening included)."""
+    keys = await register(base, ["bench.rt.sender", "bench.rt.recipient"])
     async with Client(base) as anonymous:
-        sender = anonymous.as_party(PartyKeys.generate("bench.rt-sender"))
-        recipient = anonymous.as_party(PartyKeys.generate("bench.rt-recipient"))
-        await sender.register()
-        await recipient.register()
-        await sender.courier_key()
-        await recipient.courier_key()
+        sender, recipient = anonymous.as_party(keys[0]), anonymous.as_party(keys[1])
         times = []
         for _ in range(rounds):
             start = time.perf_counter()
-            sealed, _ = await sender.send_letter("bench.rt-recipient", BODY_1K)
+            sealed, _ = await sender.send_letter(keys[1].name, prepare.BODY_1K)
             await recipient.inbox(limit=1)
             await recipient.open_letter(sealed.envelope.id)
             times.append(time.perf_counter() - start)
         return times
 
 
-async def memory_per_letter(base: str, redis_url: str, letters: int) -> tuple[float, float]:
-    """Bytes of Redis memory per queued letter: with its request nonce, and the letter alone."""
-    redis = aioredis.Redis.from_url(redis_url)
+def memory(bench: Bench, server: Server, letters: int = 2000) -> None:
+    """Redis memory per queued 1 KB letter: with its request nonce, and after nonces are gone."""
+    requests, _ = bench.prepare(server, letters)
+    store = redis.Redis.from_url(server.redis_url)
+    _drop_nonces(store)  # earlier runs' nonces, which would expire while this one measures
+    before = store.info("memory")["used_memory"]
+    outcome = bench.closed([server.port], requests, connections=16)
+    with_nonces = store.info("memory")["used_memory"]
+    _drop_nonces(store)
+    alone = store.info("memory")["used_memory"]
+    store.close()
+    sent = max(outcome.completed - not_2xx(outcome), 1)
+    print(
+        f"3. Redis memory per queued 1 KB letter, live events included: "
+        f"{(alone - before) / sent / 1024:.2f} KB "
+        f"({(with_nonces - before) / sent / 1024:.2f} KB while its request nonce is remembered)"
+    )
+
+
+def _drop_nonces(store: redis.Redis) -> None:
+    """Delete request nonces: whatever the key layout, the keys named so or due to expire within
+    a nonce's lifetime (two minutes); letters live for days."""
+    keys = list(store.scan_iter(count=1000))
+    with store.pipeline(transaction=False) as pipe:
+        for key in keys:
+            pipe.pttl(key)
+        ttls = pipe.execute()
+    doomed = [
+        k for k, ttl in zip(keys, ttls, strict=True) if b"nonce" in k or 0 < ttl <= NONCE_TTL_MS
+    ]
+    for start in range(0, len(doomed), 1000):
+        store.delete(*doomed[start : start + 1000])
+
+
+def _watchers(
+    port: int, streams: list[RawParty], fast: bool, limit: float
+) -> tuple[multiprocessing.process.BaseProcess, Any, tuple[Any, ...]]:
+    context = multiprocessing.get_context("spawn")
+    ours, theirs = context.Pipe()
+    process = context.Process(target=load.run_watchers, args=(port, streams, fast, theirs, limit))
+    process.start()
+    if not ours.poll(300):
+        process.kill()
+        raise SystemExit("the watchers did not connect in 5 minutes")
+    return process, ours, ours.recv()
+
+
+def _stop_watchers(process: multiprocessing.process.BaseProcess, pipe: Any) -> Watched:
+    pipe.send("stop")
+    if not pipe.poll(120):
+        process.kill()
+        raise SystemExit("the watchers did not report")
+    _, watched = pipe.recv()
+    process.join(10)
+    return watched
+
+
+def live_with_watchers(bench: Bench, args: argparse.Namespace, rate: int = 500) -> None:
+    per_party = args.streams_per_party
+    parties = max(1, 1000 // per_party)
+    with courier(args.workers) as (base, _, process, data):
+        recipients = asyncio.run(register(base, [f"bench.watch.r{i}" for i in range(parties)]))
+        senders = asyncio.run(register(base, [f"bench.watch.s{i}" for i in range(SENDERS)]))
+        server = Server(
+            "courier",
+            base,
+            process.pid,
+            "",
+            _redis_pid(data),
+            [(raw_party(senders[i % SENDERS]), recipients[i].name) for i in range(parties)],
+            prepare.courier_sends,
+        )
+        streams = [raw_party(r) for r in recipients for _ in range(per_party)]
+        # Prepared first: the watchers must not stand in the way of preparing (they may hold the
+        # courier's Redis connections); the signatures stay good for a minute.
+        requests, ids = bench.prepare(server, int(rate * args.seconds))
+        watcher, pipe, (_, opened, refused) = _watchers(server.port, streams, bench.fast, 600)
+        try:
+            time.sleep(0.5)
+            outcome = bench.open(server.port, requests, rate)
+            time.sleep(1.0)
+        finally:
+            watched = _stop_watchers(watcher, pipe)
+    delays = []
+    missing = 0
+    for i, letter_id in enumerate(ids):
+        due = outcome.started + i / rate
+        arrivals = watched.seen.get(letter_id, [])
+        missing += max(0, per_party - len(arrivals))
+        delays += [at - due for at in arrivals]
+    print(
+        f"4. send → live event, {opened:,} watchers connected ({parties} parties × {per_party}), "
+        f"{rate}/s open loop: "
+        + (f"{spread(delays)}  max {max(delays) * 1000:.1f} ms" if delays else "no event arrived")
+    )
+    print(
+        f"   streams refused: {_refusals(refused)}; dropped: {watched.dropped}; "
+        f"events not seen: {missing}; sends not 2xx: {_statuses(outcome)}"
+    )
+
+
+def idle_watchers(bench: Bench, args: argparse.Namespace) -> None:
+    per_party = args.streams_per_party
+    parties, seconds = max(1, args.long_watchers // per_party), args.long_seconds
+    with courier(args.workers) as (base, _, process, data):
+        recipients = asyncio.run(register(base, [f"bench.idle.r{i}" for i in range(parties)]))
+        port = int(base.rsplit(":", 1)[1])
+        errors_before = asyncio.run(_redis_errors(base))
+        streams = [raw_party(r) for r in recipients for _ in range(per_party)]
+        started = time.monotonic()
+        watcher, pipe, (_, opened, refused) = _watchers(port, streams, bench.fast, seconds)
+        connect = time.monotonic() - started
+        server_pids = [pid for pid in _descendants(process.pid) if pid != _redis_pid(data)]
+        cpu = cpu_seconds(server_pids)
+        time.sleep(seconds)
+        cpu = cpu_seconds(server_pids) - cpu
+        watched = _stop_watchers(watcher, pipe)
+        errors = asyncio.run(_redis_errors(base)) - errors_before
+    print(
+        f"8. {opened:,} idle watchers ({parties:,} parties × {per_party}) connected in "
+        f"{connect:.0f} s, held {watched.held:.0f} s: dropped {watched.dropped}, refused "
+        f"{_refusals(refused)}, keep-alive comments per stream "
+        f"{watched.pings / max(opened, 1):.1f}, "
+        f"Redis errors {errors:.0f}, server CPU {cpu / seconds * 100:.0f}% of a core"
+    )
+
+
+def _refusals(refused: dict[int, int]) -> str:
+    """Streams not open when the run began, by status (200: opened, then ended by the server)."""
+    parts = [f"{n} × {'ended early' if status == 200 else status}" for status, n in refused.items()]
+    return ", ".join(parts) or "none"
+
+
+async def _redis_errors(base: str) -> float:
     async with Client(base) as anonymous:
-        sender = anonymous.as_party(PartyKeys.generate("bench.mem-sender"))
-        await sender.register()
-        await anonymous.as_party(PartyKeys.generate("bench.mem-recipient")).register()
-        sealed = [await sender.seal("bench.mem-recipient", BODY_1K) for _ in range(letters)]
-        before = (await redis.info("memory"))["used_memory"]
-        for letter in sealed:
-            await sender.send(letter)
-        with_nonces = (await redis.info("memory"))["used_memory"]
-        # A request nonce lives for two minutes after each request; it is not the letter's.
-        async for key in redis.scan_iter(match="bc:{bench.mem-sender}:nonce:*", count=1000):
-            await redis.delete(key)
-        letters_only = (await redis.info("memory"))["used_memory"]
-    await redis.aclose()
-    return (with_nonces - before) / letters, (letters_only - before) / letters
-
-
-async def delivery_latency(send_via: str, watch_via: str, rounds: int, tag: str) -> list[float]:
-    """Seconds from just before a send (replica A) to its event at a watcher (replica B)."""
-    sender = PartyKeys.generate(f"bench.live-sender-{tag}")
-    recipient = PartyKeys.generate(f"bench.live-recipient-{tag}")
-    async with Client(send_via, sender) as on_a, Client(watch_via, recipient) as on_b:
-        await on_a.register()
-        await on_b.register()
-        sealed = [await on_a.seal(recipient.name, BODY_1K) for _ in range(rounds)]
-        arrived: dict[str, float] = {}
-        ready = asyncio.Event()
-
-        async def watch() -> None:
-            ready.set()
-            async for event in on_b.watch():
-                if event.kind == "letter":
-                    arrived[event.letter_id] = time.perf_counter()
-                    if len(arrived) == rounds:
-                        return
-
-        watcher = asyncio.create_task(watch())
-        await ready.wait()
-        await asyncio.sleep(0.3)  # the stream is open
-        sent: dict[str, float] = {}
-        for letter in sealed:
-            sent[letter.envelope.id] = time.perf_counter()
-            await on_a.send(letter)
-            await asyncio.sleep(0.005)
-        await asyncio.wait_for(watcher, 60)
-    return [arrived[i] - sent[i] for i in sent]
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * p))]
+        session = anonymous._ensure_session()
+        async with session.get(f"{base}/metrics") as reply:
+            text = await reply.text()
+    return sum(
+        float(line.split()[-1])
+        for line in text.splitlines()
+        if line.startswith("backchannel_redis_errors_total")
+    )
 
 
 def cli_startup(runs: int = 10) -> float:
@@ -264,47 +625,89 @@ def cli_startup(runs: int = 10) -> float:
     return statistics.median(times)
 
 
-def spread(values: list[float]) -> str:
-    return (
-        f"p50 {percentile(values, 0.5) * 1000:.2f} ms  p99 {percentile(values, 0.99) * 1000:.2f} ms"
-    )
+async def delivery_latency(send_via: str, watch_via: str, rounds: int, tag: str) -> list[float]:
+    """Seconds from just before a send (replica A) to its event at a watcher (replica B)."""
+    sender = PartyKeys.generate(f"bench.live-sender-{tag}")
+    recipient = PartyKeys.generate(f"bench.live-recipient-{tag}")
+    async with Client(send_via, sender) as on_a, Client(watch_via, recipient) as on_b:
+        await on_a.register()
+        await on_b.register()
+        sealed = [await on_a.seal(recipient.name, prepare.BODY_1K) for _ in range(rounds)]
+        arrived: dict[str, float] = {}
+
+        async def watch() -> None:
+            async for event in on_b.watch():
+                if event.letter_id not in arrived:
+                    arrived[event.letter_id] = time.perf_counter()
+                    if len(arrived) == rounds:
+                        return
+
+        watcher = asyncio.create_task(watch())
+        await asyncio.sleep(0.5)  # the stream is open
+        sent: dict[str, float] = {}
+        for letter in sealed:
+            sent[letter.envelope.id] = time.perf_counter()
+            await on_a.send(letter)
+            await asyncio.sleep(0.005)
+        await asyncio.wait_for(watcher, 60)
+    return [arrived[i] - sent[i] for i in sent]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--sends", type=int, default=6000)
-    parser.add_argument("--concurrency", type=int, default=64)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--fsync", default="always", choices=["always", "everysec"])
-    parser.add_argument("--exercises-only", action="store_true", help="Only figure 8.")
-    args = parser.parse_args()
-    if args.exercises_only:
-        exercises()
-        return
+def scale_out(bench: Bench) -> None:
+    """Sends/s and send → live event latency, one replica vs two, single Redis vs cluster."""
+    sys.path.insert(0, str(ROOT))
+    from tests.cluster import LocalCluster  # the tests' three-master cluster
 
-    cores, workers = os.cpu_count(), args.workers
-    print(f"Backchannel bench: {cores} cores, {workers} courier workers, appendfsync {args.fsync}")
-    with courier(args.workers, args.fsync) as (base, redis_url):
-        pairs = asyncio.run(register_pairs(base, 16))
-        prepared = prepare_sends(base, pairs, args.sends)
-        elapsed, latencies, failures = asyncio.run(fire([base], prepared, args.concurrency, None))
-        rate = len(prepared) / elapsed
-        print(f"full sends/s, closed loop at {args.concurrency} connections: {rate:,.0f}")
-        print(f"  latency {spread(latencies)}  failures {failures}")
-        half = prepare_sends(base, pairs, min(args.sends, int(rate / 2 * 3)))
-        elapsed, latencies, failures = asyncio.run(fire([base], half, args.concurrency, rate / 2))
-        print(f"send at {rate / 2:,.0f}/s, open loop: {spread(latencies)}  failures {failures}")
-        trips = asyncio.run(round_trips(base, 300))
-        print(f"send → inbox → open, typed client, one at a time: {spread(trips)}")
-        with_nonce, alone = asyncio.run(memory_per_letter(base, redis_url, 2000))
-        print(
-            f"Redis memory per queued 1 KB letter: {alone / 1024:.2f} KB "
-            f"({with_nonce / 1024:.2f} KB while its request nonce is remembered)"
+    print("6. scale-out (each replica one `channel serve` process with one worker):")
+    data = Path(tempfile.mkdtemp(prefix="bench-scale-"))
+    cluster = LocalCluster(data / "cluster")
+    try:
+        single = data / "single"
+        with (
+            courier(1, data=single) as (a, url, _, _),
+            courier(1, data=single, redis_url=url) as (
+                b,
+                _,
+                _,
+                _,
+            ),
+        ):
+            _scale_rows(bench, "single Redis", [a, b])
+        cluster.start()
+        shared = data / "cluster-couriers"
+        with (
+            courier(1, data=shared, redis_url=cluster.url) as (a, _, _, _),
+            courier(1, data=shared, redis_url=cluster.url) as (b, _, _, _),
+        ):
+            _scale_rows(bench, "3-master cluster", [a, b])
+    finally:
+        cluster.stop()
+        shutil.rmtree(data, ignore_errors=True)
+
+
+def _scale_rows(bench: Bench, store: str, replicas: list[str]) -> None:
+    for count in (1, 2):
+        bases = replicas[:count]
+        tag = f"{store.split()[0].lower()}{count}"
+        keys = asyncio.run(register(bases[0], [f"bench.{tag}.p{i}" for i in range(2 * SENDERS)]))
+        server = Server(
+            "courier",
+            bases[0],
+            -1,
+            "",
+            -1,
+            [(raw_party(keys[i]), keys[SENDERS + i].name) for i in range(SENDERS)],
+            prepare.courier_sends,
         )
-    live_delivery(args.fsync)
-    scale_out(args.fsync, min(args.sends, 3000))
-    print(f"channel --help start-up, median of 10: {cli_startup() * 1000:.0f} ms")
-    exercises()
+        requests, _ = bench.prepare(server, int(1500 * bench.seconds))
+        ports = [int(base.rsplit(":", 1)[1]) for base in bases]
+        outcome = bench.closed(ports, requests)
+        live = asyncio.run(delivery_latency(bases[0], bases[-1], 100, tag))
+        print(
+            f"   {store}, {count} replica{'s' if count > 1 else ''}: "
+            f"{outcome.completed / outcome.elapsed:,.0f} sends/s (not 2xx: {_statuses(outcome)}); "
+            f"send → live event {spread(live)}"
+        )
 
 
 def exercises() -> None:
@@ -316,7 +719,7 @@ def exercises() -> None:
 
     configure_logging("console", "error")
     channel = Path(sys.executable).with_name("channel")
-    print("exercise scenarios at speed max, bots in every seat:")
+    print("7. exercise scenarios at speed max, bots in every seat:")
     for path in sorted(bundled_dir().glob("*.yaml")):
         with tempfile.TemporaryDirectory(prefix="bench-exercise-") as tmp:
             start = time.perf_counter()
@@ -335,64 +738,62 @@ def exercises() -> None:
             records = read_log(played.log)
         letters = sum(1 for r in records if r["kind"] == "letter_sent")
         print(
-            f"  {path.stem:<22} channel exercise run: {whole:.2f} s   play alone: {alone:.2f} s"
+            f"   {path.stem:<22} channel exercise run: {whole:.2f} s   play alone: {alone:.2f} s"
             f"   ({letters} letters, {len(records)} log records)"
         )
 
 
-def scale_out(fsync: str, sends: int) -> None:
-    """Sends/s and send → live event latency, one replica vs two, single Redis vs cluster."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from tests.cluster import LocalCluster  # the tests' three-master cluster
-
-    print("scale-out (each replica one `channel serve` process with one worker):")
-    data = Path(tempfile.mkdtemp(prefix="bench-scale-"))
-    cluster = LocalCluster(data / "cluster")
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--pairs", type=int, default=3, help="interleaved closed-loop pairs")
+    parser.add_argument("--seconds", type=float, default=3.0, help="length of each run")
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--long", action="store_true", help="also hold 10,000 idle watchers 5 min")
+    parser.add_argument(
+        "--streams-per-party",
+        type=int,
+        default=10,
+        help="watchers per party (the 1,000 and 10,000 are spread over parties: stay within a "
+        "per-party stream cap)",
+    )
+    parser.add_argument("--long-watchers", type=int, default=10_000, help=argparse.SUPPRESS)
+    parser.add_argument("--long-seconds", type=float, default=300.0, help=argparse.SUPPRESS)
+    parser.add_argument("--only", choices=["side", "live", "cli", "scale", "exercises", "long"])
+    args = parser.parse_args()
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop servers on the way out
+    bench = Bench(args.connections, args.seconds)
+    started = time.monotonic()
+    print(
+        f"Backchannel bench: {os.cpu_count()} cores (shared: figures are noisy, ratios matter), "
+        f"{args.workers} workers each, appendfsync always, 127.0.0.1"
+    )
+    sections: list[tuple[str, Callable[[], object]]] = [
+        ("side", lambda: side_by_side(bench, args)),
+        ("live", lambda: live_with_watchers(bench, args)),
+        (
+            "cli",
+            lambda: print(
+                f"5. channel --help start-up, median of 10: {cli_startup() * 1000:.0f} ms"
+            ),
+        ),
+        ("scale", lambda: scale_out(bench)),
+        ("exercises", exercises),
+    ]
+    if args.long or args.only == "long":
+        sections.append(("long", lambda: idle_watchers(bench, args)))
     try:
-        single = data / "single"
-        with (
-            courier(1, fsync, data=single) as (a, url),
-            courier(1, fsync, data=single, redis_url=url) as (b, _),
-        ):
-            _scale_rows("single Redis", [a, b], sends)
-        cluster.start()
-        shared = data / "cluster-couriers"
-        with (
-            courier(1, fsync, data=shared, redis_url=cluster.url) as (a, _),
-            courier(1, fsync, data=shared, redis_url=cluster.url) as (b, _),
-        ):
-            _scale_rows("3-master cluster", [a, b], sends)
+        for name, section in sections:
+            if args.only in (None, name):
+                try:
+                    section()
+                except Exception as exc:  # one broken section must not hide the others' figures
+                    print(f"   ! section {name} failed: {type(exc).__name__}: {exc}")
     finally:
-        cluster.stop()
-        shutil.rmtree(data, ignore_errors=True)
-
-
-def _scale_rows(store: str, replicas: list[str], sends: int) -> None:
-    for count in (1, 2):
-        bases = replicas[:count]
-        tag = f"{store.split()[0].lower()}{count}"
-        pairs = asyncio.run(register_pairs(bases[0], 16, tag))
-        prepared = prepare_sends(bases[0], pairs, sends)
-        elapsed, _, failures = asyncio.run(fire(bases, prepared, 64, None))
-        live = asyncio.run(delivery_latency(bases[0], bases[-1], 200, tag))
-        print(
-            f"  {store}, {count} replica{'s' if count > 1 else ''}: "
-            f"{len(prepared) / elapsed:,.0f} sends/s (failures {failures}); "
-            f"send → live event {spread(live)}"
-        )
-
-
-def live_delivery(fsync: str) -> None:
-    data = Path(tempfile.mkdtemp(prefix="bench-live-"))
-    try:
-        with courier(1, fsync, data=data) as (a, redis_url):
-            one = asyncio.run(delivery_latency(a, a, 300, "one"))
-            print(f"send → live event, one replica: {spread(one)}")
-            with courier(1, fsync, data=data, redis_url=redis_url) as (b, _):
-                two = asyncio.run(delivery_latency(a, b, 300, "two"))
-                print(f"send on replica A → live event on replica B: {spread(two)}")
-    finally:
-        shutil.rmtree(data, ignore_errors=True)
+        bench.close()
+    print(f"(bench took {time.monotonic() - started:.0f} s)")
 
 
 if __name__ == "__main__":

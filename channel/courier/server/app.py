@@ -128,7 +128,10 @@ def read_directory(directory: Path) -> list[RegisterRequest]:
 
 
 async def _sweep_forever(courier: Courier, interval: float) -> None:
-    while True:
+    # Not `while True`: redis-py's cluster client sometimes returns a reply that raced a
+    # cancellation and swallows the CancelledError, and the loop then outlived the courier's stop.
+    this = asyncio.current_task()
+    while this is None or not this.cancelling():
         await asyncio.sleep(interval)
         try:
             await courier.sweep()
