@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from http_message_signatures import signatures as hms_signatures
 
-from channel import lifecycle, names, seal
+from channel import httpsig, lifecycle, names, seal
 from channel.canonical import ZERO_HASH, parse_time, sha256_hex
 from channel.courier import Courier
 from channel.embedded import EmbeddedRedis
@@ -535,7 +535,7 @@ def request_path() -> str:
 
 
 def freeze_signature_clock(monkeypatch: pytest.MonkeyPatch, moment: datetime.datetime) -> None:
-    """Make the RFC 9421 library's "now" be `moment`, so a 2017 vector can be verified."""
+    """Make the RFC 9421 verifiers' "now" be `moment`, so a 2017 vector can be verified."""
 
     class Frozen(datetime.datetime):
         @classmethod
@@ -546,6 +546,7 @@ def freeze_signature_clock(monkeypatch: pytest.MonkeyPatch, moment: datetime.dat
         datetime=Frozen, timezone=datetime.timezone, timedelta=datetime.timedelta
     )
     monkeypatch.setattr(hms_signatures, "datetime", clock)
+    monkeypatch.setattr(httpsig, "_now", moment.timestamp)
 
 
 def courier_view(headers: dict[str, str], path: str | None = None) -> RequestView:

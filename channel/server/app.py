@@ -140,9 +140,7 @@ def _endpoint(route: Route) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def handle(request: web.Request) -> web.Response:
         courier = request.app[COURIER]
         raw = await request.read() if request.body_exists else b""
-        view = RequestView(
-            request.method, f"http://courier{request.raw_path}", dict(request.headers)
-        )
+        view = RequestView(request.method, f"http://courier{request.raw_path}", request.headers)
         signed = await courier.authenticate(view, raw) if route.signed else None
         if signed is not None:
             structlog.contextvars.bind_contextvars(party=signed.party)
