@@ -219,12 +219,24 @@ class Store:
         )
 
     async def take_token(
-        self, party: str, *, capacity: int, per_second: float, now_ms: int, cost: int = 1
-    ) -> tuple[bool, int]:
-        """Take `cost` tokens from P's bucket: (taken, ms until enough tokens; 0 when taken)."""
-        args = [capacity, per_second, now_ms, cost]
-        taken, wait_ms = await self._run("rate_limit", [_party(party, "bucket")], args)
-        return bool(taken), int(wait_ms)
+        self,
+        party: str,
+        *,
+        capacity: int,
+        per_second: float,
+        now_ms: int,
+        cost: int = 1,
+        nonce: str | None = None,
+        nonce_ttl_ms: int = 0,
+    ) -> tuple[bool | None, int]:
+        """Take `cost` tokens from P's bucket: (taken, ms until enough tokens; 0 when taken).
+
+        With a `nonce`, a replayed one is None (and no token is spent); the nonce is claimed for
+        `nonce_ttl_ms` when the tokens are taken (0: only looked at). Capacity 0: no limit."""
+        keys = [_party(party, "bucket")] + ([_party(party, f"nonce:{nonce}")] if nonce else [])
+        args = [capacity, per_second, now_ms, cost, nonce_ttl_ms]
+        taken, wait_ms = await self._run("rate_limit", keys, args)
+        return None if taken < 0 else bool(taken), int(wait_ms)
 
     # --- letters -------------------------------------------------------------------------------
 

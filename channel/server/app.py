@@ -144,9 +144,10 @@ def _endpoint(route: Route) -> Callable[[web.Request], Awaitable[web.Response]]:
         signed = await courier.authenticate(view, raw) if route.signed else None
         if signed is not None:
             structlog.contextvars.bind_contextvars(party=signed.party)
-            await limits.take_token(courier.store, request.app[SETTINGS], signed.party)
-            if not route.claims_nonce:
-                await courier.claim(signed)
+            # One script: a replay is refused before it can spend the signer's token.
+            await limits.admit(
+                courier.store, request.app[SETTINGS], signed, claim=not route.claims_nonce
+            )
         body = _parse(route.request, raw) if route.request is not None else None
         call = Call(courier, signed, body, request.match_info, request.query, view, raw)
         if "letter_id" in request.match_info:
