@@ -61,6 +61,11 @@ class Settings(BaseSettings):
     # Per-party token bucket on signed requests: refill per second and capacity. 0 turns it off.
     rate_limit_per_second: float = Field(50, ge=0)
     rate_limit_burst: int = Field(100, ge=0)
+    # Backpressure, per worker: at most this many requests at once (each holds at most one Redis
+    # connection, so the pool is sized from it); one more waits up to `busy_wait` seconds for a
+    # slot, then gets 503 `overloaded` with Retry-After.
+    max_in_flight: int = Field(128, ge=1, le=100_000)
+    busy_wait: float = Field(0.25, ge=0, le=30)
     # The TOML file the settings above were read from, if any (env CHANNEL_CONFIG).
     config: Path | None = None
 

@@ -50,6 +50,8 @@ PREFIX = "bc"
 EVENTS_MAXLEN = 10_000
 PARTIES_KEY = f"{PREFIX}:parties"
 COURIER_KEY = f"{PREFIX}:courier"
+# How long a call waits for a pooled connection (single Redis; the cluster client cannot wait).
+POOL_WAIT = 5.0
 # `redis+cluster://[user:password@]host:port[,host:port...]`: a Redis Cluster (docs/cluster.md).
 CLUSTER_SCHEME = "redis+cluster://"
 # What a store failure looks like. The cluster client's own errors (no reachable node, a slot no
@@ -126,10 +128,19 @@ class Store:
         }
 
     @classmethod
-    def from_url(cls, url: str) -> Store:
+    def from_url(cls, url: str, *, max_connections: int = 100) -> Store:
+        """A store on `url`, with at most `max_connections` (per node): a caller beyond them
+        waits for one to come free (up to `POOL_WAIT` s) rather than failing at once."""
         if url.startswith(CLUSTER_SCHEME):
-            return cls(_cluster_client(url))
-        return cls(aioredis.Redis.from_url(url, decode_responses=False, health_check_interval=30))
+            return cls(_cluster_client(url, max_connections))
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url,
+            decode_responses=False,
+            health_check_interval=30,
+            max_connections=max_connections,
+            timeout=POOL_WAIT,
+        )
+        return cls(aioredis.Redis.from_pool(pool))  # the client owns (and closes) its pool
 
     async def close(self) -> None:
         await self._redis.aclose()
@@ -479,7 +490,7 @@ def _record(letter_id: str, recipient: str, raw: list[bytes]) -> LetterRecord:
     )
 
 
-def _cluster_client(url: str) -> RedisCluster:
+def _cluster_client(url: str, max_connections: int) -> RedisCluster:
     """A cluster client from `redis+cluster://[user:password@]host:port[,host:port...]`.
 
     Any reachable node is enough to start: the client learns the slot map from it. Slots whose
@@ -513,6 +524,7 @@ def _cluster_client(url: str) -> RedisCluster:
         retry=Retry(NoBackoff(), retries=2),
         socket_connect_timeout=2,
         socket_timeout=8,
+        max_connections=max_connections,
     )
 
 
