@@ -134,6 +134,7 @@ def read_directory(directory: Path) -> list[RegisterRequest]:
 
 
 async def _sweep_forever(courier: Courier, interval: float) -> None:
+    this = asyncio.current_task()
     while True:
         await asyncio.sleep(interval)
         try:
@@ -143,6 +144,11 @@ async def _sweep_forever(courier: Courier, interval: float) -> None:
         except Exception:
             # Deadlines must keep being enforced whatever one sweep ran into.
             log.exception("sweep_crashed")
+        # A cancel that lands inside a Redis call can come back out as a store error, which the
+        # lines above swallow: under load that kept a stopping courier sweeping forever, deaf to
+        # SIGTERM. The task still knows it was asked to stop.
+        if this is not None and this.cancelling():
+            raise asyncio.CancelledError
 
 
 def _endpoint(route: Route) -> Callable[[web.Request], Awaitable[web.Response]]:
