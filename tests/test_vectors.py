@@ -30,7 +30,7 @@ from http_message_signatures import signatures as hms_signatures
 from channel.courier.embedded import EmbeddedRedis
 from channel.courier.service import Courier
 from channel.courier.store import Store
-from channel.protocol import lifecycle, names, seal
+from channel.protocol import httpsig, lifecycle, names, seal
 from channel.protocol.canonical import ZERO_HASH, parse_time, sha256_hex
 from channel.protocol.errors import IntegrityError, Unauthenticated
 from channel.protocol.httpsig import RequestView, SignedBy, sign_request, verify_request
@@ -539,7 +539,7 @@ def request_path() -> str:
 
 
 def freeze_signature_clock(monkeypatch: pytest.MonkeyPatch, moment: datetime.datetime) -> None:
-    """Make the RFC 9421 library's "now" be `moment`, so a 2017 vector can be verified."""
+    """Make the RFC 9421 verifiers' "now" be `moment`, so a 2017 vector can be verified."""
 
     class Frozen(datetime.datetime):
         @classmethod
@@ -550,6 +550,7 @@ def freeze_signature_clock(monkeypatch: pytest.MonkeyPatch, moment: datetime.dat
         datetime=Frozen, timezone=datetime.timezone, timedelta=datetime.timedelta
     )
     monkeypatch.setattr(hms_signatures, "datetime", clock)
+    monkeypatch.setattr(httpsig, "_now", moment.timestamp)
 
 
 def courier_view(headers: dict[str, str], path: str | None = None) -> RequestView:

@@ -121,6 +121,11 @@ class Settings(BaseSettings):
     header_timeout: float = Field(20, gt=0)
     body_timeout: float = Field(60, gt=0)
     body_min_rate: int = Field(1024, ge=0)
+    # Backpressure, per worker: at most this many requests at once (each holds at most one Redis
+    # connection, so the pool is sized from it); one more waits up to `busy_wait` seconds for a
+    # slot, then gets 503 `overloaded` with Retry-After.
+    max_in_flight: int = Field(128, ge=1, le=100_000)
+    busy_wait: float = Field(0.25, ge=0, le=30)
     # The TOML file the settings above were read from, if any (env CHANNEL_CONFIG).
     config: Path | None = None
 

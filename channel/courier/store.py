@@ -70,6 +70,8 @@ COURIER_KEY = f"{PREFIX}:courier"
 DUE_BUCKETS = 16
 # `redis+cluster://[user:password@]host:port[,host:port...]`: a Redis Cluster (docs/cluster.md).
 CLUSTER_SCHEME = "redis+cluster://"
+# How long a call waits for a pooled connection (single Redis; the cluster client cannot wait).
+POOL_WAIT = 5.0
 # What a store failure looks like. The cluster client's own errors (no reachable node, a slot no
 # master serves) are not RedisErrors. Nor is a connection closed under a write: redis-py 8.1 lets
 # that escape as AttributeError or TypeError (redis/redis-py#3546, #4287); the cluster client
@@ -163,10 +165,19 @@ class Store:
         self._batch = _Batcher(client) if isinstance(client, aioredis.Redis) else None
 
     @classmethod
-    def from_url(cls, url: str) -> Store:
+    def from_url(cls, url: str, *, max_connections: int = 100) -> Store:
+        """A store on `url`, with at most `max_connections` (per node): a caller beyond them
+        waits for one to come free (up to `POOL_WAIT` s) rather than failing at once."""
         if url.startswith(CLUSTER_SCHEME):
-            return cls(_cluster_client(url))
-        return cls(aioredis.Redis.from_url(url, decode_responses=False, health_check_interval=30))
+            return cls(_cluster_client(url, max_connections))
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url,
+            decode_responses=False,
+            health_check_interval=30,
+            max_connections=max_connections,
+            timeout=POOL_WAIT,
+        )
+        return cls(aioredis.Redis.from_pool(pool))  # the client owns (and closes) its pool
 
     async def close(self) -> None:
         await self._redis.aclose()
@@ -264,12 +275,24 @@ class Store:
         )
 
     async def take_token(
-        self, party: str, *, capacity: int, per_second: float, now_ms: int, cost: int = 1
-    ) -> tuple[bool, int]:
-        """Take `cost` tokens from P's bucket: (taken, ms until enough tokens; 0 when taken)."""
-        args = [capacity, per_second, now_ms, cost]
-        taken, wait_ms = await self._run("rate_limit", [_party(party, "bucket")], args)
-        return bool(taken), int(wait_ms)
+        self,
+        party: str,
+        *,
+        capacity: int,
+        per_second: float,
+        now_ms: int,
+        cost: int = 1,
+        nonce: str | None = None,
+        nonce_ttl_ms: int = 0,
+    ) -> tuple[bool | None, int]:
+        """Take `cost` tokens from P's bucket: (taken, ms until enough tokens; 0 when taken).
+
+        With a `nonce`, a replayed one is None (and no token is spent); the nonce is claimed for
+        `nonce_ttl_ms` when the tokens are taken (0: only looked at). Capacity 0: no limit."""
+        keys = [_party(party, "bucket")] + ([_party(party, f"nonce:{nonce}")] if nonce else [])
+        args = [capacity, per_second, now_ms, cost, nonce_ttl_ms]
+        taken, wait_ms = await self._run("rate_limit", keys, args)
+        return None if taken < 0 else bool(taken), int(wait_ms)
 
     # --- letters -------------------------------------------------------------------------------
 
@@ -680,7 +703,7 @@ def _record(letter_id: str, recipient: str, raw: list[bytes]) -> LetterRecord:
     )
 
 
-def _cluster_client(url: str) -> RedisCluster:
+def _cluster_client(url: str, max_connections: int) -> RedisCluster:
     """A cluster client from `redis+cluster://[user:password@]host:port[,host:port...]`.
 
     Any reachable node is enough to start: the client learns the slot map from it. Slots whose
@@ -714,6 +737,7 @@ def _cluster_client(url: str) -> RedisCluster:
         retry=Retry(NoBackoff(), retries=2),
         socket_connect_timeout=2,
         socket_timeout=8,
+        max_connections=max_connections,
     )
 
 

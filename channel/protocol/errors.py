@@ -24,6 +24,7 @@ Every error a user can cause is one of these. The server renders them as RFC 945
     │       └── LetterExpired   409  letter_expired
     ├── RateLimited             429  rate_limited        (too many requests; Retry-After says when)
     ├── StoreUnavailable        503  store_unavailable
+    │   └── Overloaded          503  overloaded          (the courier is at its bound of requests)
     ├── Misconfigured           500  misconfigured       (the courier refuses to start)
     └── (client side only, never sent by the server)
         ├── ServerUnreachable        server_unreachable
@@ -181,6 +182,14 @@ class StoreUnavailable(ChannelError):
     """The courier cannot reach its Redis store."""
 
     status, code, title, exit_code = 503, "store_unavailable", "Store unavailable", 6
+
+
+class Overloaded(StoreUnavailable):
+    """The courier is at its bound of requests in flight and no slot came free in time.
+
+    A kind of unavailability: clients back off and retry it as they do the store's."""
+
+    code, title = "overloaded", "Courier overloaded"
 
 
 class Misconfigured(ChannelError):

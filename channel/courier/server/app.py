@@ -30,6 +30,7 @@ from channel.protocol.errors import (
     ChannelError,
     MethodNotAllowed,
     NotFound,
+    Overloaded,
     PayloadTooLarge,
     RateLimited,
     StoreUnavailable,
@@ -41,6 +42,10 @@ log = structlog.get_logger("channel.courier.server")
 
 SETTINGS = web.AppKey("settings", Settings)
 COURIER = web.AppKey("courier", Courier)
+IN_FLIGHT = web.AppKey("in_flight", limits.InFlight)
+# Outside the bound: liveness and metrics use no Redis and must answer under load; a live
+# stream lasts as long as its watcher (streams have caps of their own).
+_UNBOUNDED = frozenset({"/healthz", "/metrics", "/v1/events"})
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _JSON = "application/json"
@@ -50,9 +55,10 @@ def create_app(
     settings: Settings, redis_url: str, courier_key: Ed25519PrivateKey, *, sweeper: bool = True
 ) -> web.Application:
     app = web.Application(
-        middlewares=[metrics.observe, problems], client_max_size=settings.max_body_bytes
+        middlewares=[metrics.observe, problems, bounded], client_max_size=settings.max_body_bytes
     )
     app[SETTINGS] = settings
+    app[IN_FLIGHT] = limits.InFlight(settings.max_in_flight, settings.busy_wait)
     app.cleanup_ctx.append(_courier_context(redis_url, courier_key, sweeper=sweeper))
     for route in ROUTES:
         app.router.add_route(route.method, route.path, _endpoint(route))
@@ -71,7 +77,10 @@ def _courier_context(
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     async def context(app: web.Application) -> AsyncIterator[None]:
         settings = app[SETTINGS]
-        store = Store.from_url(redis_url)
+        # A connection for every request in flight: past the bound a request waits for a slot
+        # (or gets 503 overloaded), never for a connection.
+        pool = settings.max_in_flight + limits.POOL_HEADROOM
+        store = Store.from_url(redis_url, max_connections=pool)
         store.on_failure = metrics.count_redis_error
         courier = Courier(
             store,
@@ -140,6 +149,11 @@ async def _sweep_forever(courier: Courier, interval: float) -> None:
         except Exception:
             # Deadlines must keep being enforced whatever one sweep ran into.
             log.exception("sweep_crashed")
+        # A cancel that lands inside a Redis call can come back out as a store error, which the
+        # lines above swallow: under load that kept a stopping courier sweeping forever, deaf to
+        # SIGTERM. The task still knows it was asked to stop.
+        if this is not None and this.cancelling():
+            raise asyncio.CancelledError
 
 
 def _endpoint(route: Route) -> Callable[[web.Request], Awaitable[web.Response]]:
@@ -147,15 +161,12 @@ def _endpoint(route: Route) -> Callable[[web.Request], Awaitable[web.Response]]:
         check_query(request.query, route.query)
         courier = request.app[COURIER]
         raw = await request.read() if request.body_exists else b""
-        view = RequestView(
-            request.method, f"http://courier{request.raw_path}", dict(request.headers)
-        )
+        view = RequestView(request.method, f"http://courier{request.raw_path}", request.headers)
         signed = await courier.authenticate(view, raw) if route.signed else None
         if signed is not None:
             structlog.contextvars.bind_contextvars(party=signed.party)
             if not route.claims_nonce:
-                await limits.take_token(courier.store, request.app[SETTINGS], signed.party)
-                await courier.claim(signed)
+                await limits.admit(courier.store, request.app[SETTINGS], signed)
         body = _parse(route.request, raw) if route.request is not None else None
         call = Call(courier, signed, body, request.match_info, request.query, view, raw)
         if "letter_id" in request.match_info:
@@ -189,6 +200,17 @@ def _json(model: Wire, status: int) -> web.Response:
     return web.Response(
         body=model.model_dump_json(exclude_none=True).encode(), status=status, content_type=_JSON
     )
+
+
+@web.middleware
+async def bounded(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Backpressure: each request holds one of the worker's in-flight slots (see limits)."""
+    if request.path in _UNBOUNDED:
+        return await handler(request)
+    async with request.app[IN_FLIGHT].slot():
+        return await handler(request)
 
 
 @web.middleware
@@ -235,7 +257,7 @@ def _client_gone(request: web.Request) -> bool:
 
 
 def _problem(exc: ChannelError, request: web.Request) -> web.Response:
-    if exc.status >= 500:
+    if exc.status >= 500 and not isinstance(exc, Overloaded):
         log.warning("request_failed", code=exc.code, detail=exc.detail)
     else:
         log.info("request_refused", code=exc.code, status=exc.status, detail=exc.detail)

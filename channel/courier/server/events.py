@@ -38,8 +38,7 @@ async def events_endpoint(request: web.Request) -> web.StreamResponse:
     courier: Courier = request.app[COURIER]
     view = RequestView(request.method, f"http://courier{request.raw_path}", dict(request.headers))
     signed = await courier.authenticate(view, b"")
-    await limits.take_token(courier.store, request.app[SETTINGS], signed.party)
-    await courier.claim(signed)
+    await limits.admit(courier.store, request.app[SETTINGS], signed)
     structlog.contextvars.bind_contextvars(party=signed.party)
     given = request.headers.get("Last-Event-ID") or request.query.get("after")
     cursor, trimmed = await courier.event_cursor(signed.party, given)

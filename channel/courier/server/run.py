@@ -15,7 +15,7 @@ import os
 import shutil
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,14 @@ from channel.courier.settings import Settings, private_dir
 from channel.logs import configure_logging
 from channel.protocol.errors import Misconfigured
 from channel.protocol.seal import fingerprint, raw_private, raw_public
+
+_new_loop: Callable[[], asyncio.AbstractEventLoop] | None
+try:
+    import uvloop
+
+    _new_loop = uvloop.new_event_loop
+except ImportError:  # no uvloop on Windows: asyncio's own loop
+    _new_loop = None
 
 COURIER_KEY_FILE = "courier.key"
 METRICS_DIR = "metrics"
@@ -85,7 +93,7 @@ def serve(settings: Settings) -> None:
                 worker = context.Process(target=_worker, args=(settings, redis_url), daemon=True)
                 worker.start()
                 children.append(worker)
-        asyncio.run(_run(settings, redis_url, key, announce=True, sweeper=True))
+        _loop(_run(settings, redis_url, key, announce=True, sweeper=True))
     finally:
         for child in children:
             child.terminate()
@@ -114,7 +122,16 @@ def prepare_metrics_dir(data_dir: Path) -> Path:
 def _worker(settings: Settings, redis_url: str) -> None:
     configure_logging(settings.log_format, settings.log_level)
     key = load_courier_key(settings.data_dir)
-    asyncio.run(_run(settings, redis_url, key, announce=False, sweeper=False))
+    _loop(_run(settings, redis_url, key, announce=False, sweeper=False))
+
+
+def _loop(main: Coroutine[Any, Any, None]) -> None:
+    """Run a server process's event loop: uvloop's where there is one (not on Windows).
+
+    Measured against `channel serve` (2 workers, fsync always, 64 connections, sends): 1.2 to
+    1.4 times the sends/s of asyncio's own loop."""
+    with asyncio.Runner(loop_factory=_new_loop) as runner:
+        runner.run(main)
 
 
 async def _run(
