@@ -1,0 +1,370 @@
+"""The desk: two parties' desks on real sockets over a real courier, guarded (token, cookie,
+CSRF, CSP), and driven by a person's clicks in headless Chromium (Debian chromium-driver).
+
+Screenshots land in build/desk-screenshots/ (or $DESK_SCREENSHOTS), kept as test artefacts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from structlog.testing import capture_logs
+
+from channel.party.client import Client
+from channel.party.desk.app import desk_app
+from channel.party.keyring import Keyring
+from channel.party.session import party_client
+from channel.party.web import serve
+from channel.protocol.seal import party_fingerprint
+
+DIRECTOR = "us.cia.director"
+QUDS = "ir.irgc.quds"
+BODY = "We will hold you and Iran accountable for attacks on American interests in Iraq."
+WAIT = 60.0  # seconds a live update may take on a loaded machine
+SHOTS = Path(os.environ.get("DESK_SCREENSHOTS", "build/desk-screenshots"))
+BROWSER = shutil.which("chromium") is not None and shutil.which("chromedriver") is not None
+browser_test = pytest.mark.timeout(400)  # headless Chromium on a loaded machine
+needs_browser = pytest.mark.skipif(
+    not BROWSER, reason="chromium and chromium-driver are not installed (.ci/run installs them)"
+)
+
+
+@dataclass
+class DeskUnderTest:
+    name: str
+    ring: Keyring
+    client: Client
+    login: str  # the printed URL with its one-time token
+
+    @property
+    def base(self) -> str:
+        return self.login.split("/login")[0]
+
+
+@pytest.fixture(autouse=True)
+def quiet() -> Iterator[None]:
+    with capture_logs():
+        yield
+
+
+@pytest.fixture
+async def desks(courier_url: str, tmp_path: Path) -> AsyncIterator[dict[str, DeskUnderTest]]:
+    """Two parties, each with its own keyring and its own desk on 127.0.0.1."""
+    opened: dict[str, DeskUnderTest] = {}
+    cleanups: list[Any] = []
+    for name, home in ((DIRECTOR, "langley"), (QUDS, "tehran")):
+        ring = Keyring(tmp_path / home)
+        keys = ring.new(name)
+        session = party_client(courier_url, ring, keys, refresh_courier=True)
+        client = await session.__aenter__()
+        await client.register()
+        app, guard = desk_app(client, ring, keys)
+        runner, url = await serve(app, guard, port=0, open_browser=False)
+        cleanups += [runner.cleanup, lambda s=session: s.__aexit__(None, None, None)]
+        opened[name] = DeskUnderTest(name, ring, client, url)
+    yield opened
+    for cleanup in reversed(cleanups):
+        await cleanup()
+
+
+def jar_session() -> aiohttp.ClientSession:
+    """A session that keeps cookies for 127.0.0.1 (aiohttp's jar skips IP hosts by default)."""
+    return aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+
+
+async def logged_in(http: aiohttp.ClientSession, desk: DeskUnderTest) -> None:
+    async with http.get(desk.login, allow_redirects=False) as reply:
+        assert reply.status == 303
+
+
+# --- the guard ------------------------------------------------------------------------------
+
+
+async def test_the_token_becomes_a_strict_httponly_cookie_once(
+    desks: dict[str, DeskUnderTest],
+) -> None:
+    """The one-time token sets an HttpOnly SameSite=Strict cookie, and cannot be used twice."""
+    desk = desks[DIRECTOR]
+    async with jar_session() as http:
+        async with http.get(desk.login, allow_redirects=False) as reply:
+            assert reply.status == 303
+            cookie = reply.headers["Set-Cookie"]
+        assert "HttpOnly" in cookie
+        assert "SameSite=Strict" in cookie
+        async with http.get(f"{desk.base}/inbox") as reply:
+            assert reply.status == 200
+            assert "Inbox" in await reply.text()
+    async with aiohttp.ClientSession() as other, other.get(desk.login) as reply:
+        assert reply.status == 401
+
+
+async def test_without_the_cookie_nothing_is_served(desks: dict[str, DeskUnderTest]) -> None:
+    """No cookie (or a forged one): 401 on pages, the event stream and actions alike."""
+    desk = desks[DIRECTOR]
+    async with aiohttp.ClientSession(cookies={"desk_session": "forged"}) as http:
+        for path in ("/inbox", "/sent", "/events", "/compose"):
+            async with http.get(desk.base + path) as reply:
+                assert reply.status == 401, path
+        async with http.post(f"{desk.base}/compose", data={"to": QUDS}) as reply:
+            assert reply.status == 401
+
+
+async def test_every_page_carries_a_csp_without_external_sources(
+    desks: dict[str, DeskUnderTest],
+) -> None:
+    """The CSP allows this origin only, on pages, refusals and static files."""
+    desk = desks[DIRECTOR]
+    async with jar_session() as http:
+        await logged_in(http, desk)
+        for path in ("/inbox", "/static/vendor/htmx.min.js", "/nowhere"):
+            async with http.get(desk.base + path) as reply:
+                csp = reply.headers["Content-Security-Policy"]
+                assert "default-src 'none'" in csp
+                assert "script-src 'self'" in csp, path
+                assert "http" not in csp
+                assert "*" not in csp
+    async with aiohttp.ClientSession() as anonymous, anonymous.get(desk.base + "/inbox") as reply:
+        assert "default-src 'none'" in reply.headers["Content-Security-Policy"]
+
+
+async def test_a_cross_site_post_is_refused_and_sends_nothing(
+    desks: dict[str, DeskUnderTest],
+) -> None:
+    """A POST without the session's CSRF token, or from another origin, is 403 and sends nothing."""
+    desk, quds = desks[DIRECTOR], desks[QUDS]
+    form = {"to": QUDS, "body": BODY, "deadline": "1d", "fingerprint": "x"}
+    async with jar_session() as http:
+        await logged_in(http, desk)
+        async with http.post(f"{desk.base}/compose", data=form) as reply:
+            assert reply.status == 403
+        async with http.post(f"{desk.base}/compose", data=form | {"csrf": "guess"}) as reply:
+            assert reply.status == 403
+        page = await (await http.get(f"{desk.base}/compose")).text()
+        csrf = page.split('name="csrf" value="')[1].split('"')[0]
+        evil = {"Origin": "http://evil.example"}
+        async with http.post(
+            f"{desk.base}/compose", data=form | {"csrf": csrf}, headers=evil
+        ) as reply:
+            assert reply.status == 403
+    assert await quds.client.inbox() == []
+
+
+async def test_a_foreign_host_name_is_refused(desks: dict[str, DeskUnderTest]) -> None:
+    """A page reached through another host name (DNS rebinding) gets 421, not the desk."""
+    desk = desks[DIRECTOR]
+    async with jar_session() as http:
+        reply = await http.get(desk.login, headers={"Host": "attacker.example"})
+        assert reply.status == 421
+
+
+# --- in the browser -------------------------------------------------------------------------
+
+
+class Browser:
+    """One headless Chromium, called off the event loop (the desks and courier run on it)."""
+
+    def __init__(self, profile: Path) -> None:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+
+        options = webdriver.ChromeOptions()
+        options.binary_location = str(shutil.which("chromium"))
+        for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1280,900"):
+            options.add_argument(flag)
+        options.add_argument(f"--user-data-dir={profile}")
+        service = Service(executable_path=str(shutil.which("chromedriver")))
+        self.driver = webdriver.Chrome(options=options, service=service)
+
+    async def run(self, call: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.to_thread(call, *args)
+
+    async def go(self, url: str) -> None:
+        await self.run(self.driver.get, url)
+
+    async def click(self, css: str) -> None:
+        await self.run(lambda: self.driver.find_element("css selector", css).click())
+
+    async def type(self, css: str, text: str) -> None:
+        await self.run(lambda: self.driver.find_element("css selector", css).send_keys(text))
+
+    async def choose(self, css: str, option: str) -> None:
+        from selenium.webdriver.support.select import Select
+
+        element = await self.run(lambda: self.driver.find_element("css selector", css))
+        await self.run(Select(element).select_by_visible_text, option)
+
+    async def text(self, css: str = "body") -> str:
+        return str(await self.run(lambda: self.driver.find_element("css selector", css).text))
+
+    async def wait_for(self, css: str, fragment: str = "") -> str:
+        """The text of `css` once it contains `fragment` (live updates arrive by themselves)."""
+        deadline = time.monotonic() + WAIT
+        while True:
+            text = await self.run(self._first_text, css)
+            if text is not None and fragment in text:
+                return text
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{css!r} never showed {fragment!r}: {await self.text()}")
+            await asyncio.sleep(0.2)
+
+    def _first_text(self, css: str) -> str | None:
+        found = self.driver.find_elements("css selector", css)
+        return str(found[0].text) if found else None
+
+    async def shot(self, name: str) -> Path:
+        path = SHOTS / f"{name}.png"
+        await self.run(lambda: SHOTS.mkdir(parents=True, exist_ok=True))
+        await self.run(self.driver.save_screenshot, str(path))
+        return path
+
+    def close(self) -> None:
+        self.driver.quit()
+
+
+@pytest.fixture
+async def browsers(tmp_path: Path) -> AsyncIterator[Callable[[], Any]]:
+    opened: list[Browser] = []
+
+    async def make() -> Browser:
+        browser = await asyncio.to_thread(Browser, tmp_path / f"profile{len(opened)}")
+        opened.append(browser)
+        return browser
+
+    yield make
+    for browser in opened:
+        await asyncio.to_thread(browser.close)
+
+
+async def send_from_desk(browser: Browser, desk: DeskUnderTest, subject: str) -> str:
+    """Compose on `desk` (the recipient's keys already pinned); the new letter's id."""
+    await browser.go(f"{desk.base}/compose")
+    await browser.type("#to", QUDS)
+    await browser.type("#subject", subject)
+    await browser.type("#body", BODY)
+    await browser.click("#send")
+    await browser.wait_for("#h-receipts", "Receipts")
+    return str(await browser.run(lambda: browser.driver.current_url)).rsplit("/", 1)[1]
+
+
+@needs_browser
+@browser_test
+async def test_a_letter_from_desk_to_desk_opened_and_certified(
+    desks: dict[str, DeskUnderTest], browsers: Callable[[], Any]
+) -> None:
+    """First contact confirmed by fingerprint; the envelope appears live; opened with
+    confirmation; the text reads again; a certified copy; the sender sees `opened` live."""
+    director, quds = desks[DIRECTOR], desks[QUDS]
+    sender, recipient = await browsers(), await browsers()
+    await sender.go(director.login)
+    await recipient.go(quds.login)
+    await recipient.wait_for("h1", "Inbox")
+
+    await sender.click("a[href='/compose']")
+    await sender.type("#to", QUDS)
+    await sender.type("#subject", "Warning")
+    await sender.type("#body", BODY)
+    await sender.choose("#precedence", "flash")
+    await sender.click("#send")
+    shown = await sender.wait_for("#fingerprint")
+    offered = director.ring.contact(QUDS)
+    assert offered is None  # nothing pinned before the person confirms
+    assert shown == party_fingerprint(quds.ring.public(QUDS))
+    await sender.shot("1-first-contact")
+    await sender.click("#pin")
+    await sender.wait_for("#h-receipts", "Receipts")
+    pinned = director.ring.contact(QUDS)
+    assert pinned is not None
+    assert party_fingerprint(pinned) == shown
+    letter_id = str(await sender.run(lambda: sender.driver.current_url)).rsplit("/", 1)[1]
+    assert "Warning" in await sender.text("h1")  # the sender reads its own copy
+    await sender.go(f"{director.base}/sent")
+    row = f"tr[data-letter='{letter_id}'] .state"
+    await sender.wait_for(row)
+
+    # The recipient's inbox, open all along, shows the envelope by itself, flash standing out.
+    line = await recipient.wait_for(f"tr[data-letter='{letter_id}']", DIRECTOR)
+    assert "FLASH" in line
+    assert "sealed" in line
+    await recipient.shot("2-inbox-live")
+    await recipient.click(f"a[href='/letter/{letter_id}']")
+    await recipient.click("#open")
+    await recipient.wait_for("h1", "Open this letter?")
+    await recipient.shot("3-confirm-open")
+    await recipient.click("#confirm")
+    assert BODY in await recipient.wait_for("#body", BODY)
+
+    # The sender's sent view follows the receipts live.
+    await sender.wait_for(row, "opened")
+    await sender.shot("4-sent-live")
+
+    # Readable again from the local archive, and a certified copy.
+    await recipient.go(f"{quds.base}/letter/{letter_id}")
+    assert BODY in await recipient.wait_for("#body")
+    await recipient.click("#certified")
+    copy = await recipient.wait_for("main", "Certified copy")
+    assert BODY in copy
+    assert "opened" in copy
+    assert "✓ courier" in copy
+    assert party_fingerprint(quds.ring.public(QUDS)) in copy
+    await recipient.shot("5-certified-copy")
+    await recipient.go(f"{quds.base}/inbox")
+    assert "Warning" in await recipient.wait_for(f"tr[data-letter='{letter_id}']")
+
+
+@needs_browser
+@browser_test
+async def test_returned_unopened_then_fetched_back_intact(
+    desks: dict[str, DeskUnderTest], browsers: Callable[[], Any]
+) -> None:
+    """Returned unopened with a reason from the recipient's desk; the sender's desk shows it
+    live and fetches the letter back, byte for byte the copy sent."""
+    director, quds = desks[DIRECTOR], desks[QUDS]
+    director.ring.pin_contact(quds.ring.public(QUDS))
+    sender, recipient = await browsers(), await browsers()
+    await sender.go(director.login)
+    await recipient.go(quds.login)
+    letter_id = await send_from_desk(sender, director, "Proposal")
+    await sender.go(f"{director.base}/sent")
+
+    await recipient.wait_for(f"tr[data-letter='{letter_id}']")
+    await recipient.go(f"{quds.base}/letter/{letter_id}")
+    await recipient.click("#return")
+    await recipient.type("#reason", "Not through this channel")
+    await recipient.click("#confirm")
+    await recipient.wait_for("#state", "returned unopened")
+    assert quds.ring.read_letter(quds.ring.load(QUDS), letter_id) is None  # never opened
+
+    await sender.wait_for(f"tr[data-letter='{letter_id}'] .state", "returned unopened")
+    await sender.go(f"{director.base}/letter/{letter_id}")
+    assert "Not through this channel" in await sender.text("main")
+    await sender.click("#fetch")
+    assert "Byte for byte the copy sent" in await sender.wait_for("#intact")
+    await sender.shot("6-fetched-back")
+
+
+@needs_browser
+@browser_test
+async def test_withdrawn_from_the_sent_view(
+    desks: dict[str, DeskUnderTest], browsers: Callable[[], Any]
+) -> None:
+    """Withdraw asks first, then the letter is withdrawn and the recipient cannot open it."""
+    director, quds = desks[DIRECTOR], desks[QUDS]
+    director.ring.pin_contact(quds.ring.public(QUDS))
+    sender = await browsers()
+    await sender.go(director.login)
+    letter_id = await send_from_desk(sender, director, "Second thoughts")
+    await sender.click("#withdraw")
+    await sender.wait_for("h1", "Withdraw this letter?")
+    await sender.click("#confirm")
+    await sender.wait_for("#state", "withdrawn")
+    status = await quds.client.status(letter_id)
+    assert status.state.value == "withdrawn"
