@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pty
 import shutil
+import subprocess
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -24,7 +26,9 @@ from channel.party.desk.app import desk_app
 from channel.party.keyring import Keyring
 from channel.party.session import party_client
 from channel.party.web import serve
+from channel.protocol.errors import KeyringError
 from channel.protocol.seal import party_fingerprint
+from tests.test_cli import CHANNEL, Shell, assert_user_error, registered
 
 DIRECTOR = "us.cia.director"
 QUDS = "ir.irgc.quds"
@@ -368,3 +372,109 @@ async def test_withdrawn_from_the_sent_view(
     await sender.wait_for("#state", "withdrawn")
     status = await quds.client.status(letter_id)
     assert status.state.value == "withdrawn"
+
+
+# --- the command line: show, and the first-contact prompt ------------------------------------
+
+
+async def test_show_reads_a_sent_and_an_opened_letter_again(
+    courier_url: str, tmp_path: Path
+) -> None:
+    """`channel show` prints a letter the sender sent (its copy sealed to itself) and one the
+    recipient opened, from each keyring; a letter still sealed is a one-line error."""
+    director = Shell(tmp_path / "langley", courier_url)
+    quds = Shell(tmp_path / "tehran", courier_url)
+    await registered(director, DIRECTOR)
+    await registered(quds, QUDS)
+    letter_id = await send_cli(director, "--trust-new", "--subject", "Warning")
+    mine = await director.json("show", letter_id, "--as", DIRECTOR)
+    assert mine["body"] == BODY
+    assert mine["recipient"] == QUDS
+    assert mine["subject"] == "Warning"
+    copies = list((director.home / DIRECTOR / "copies").iterdir())
+    assert len(copies) == 1
+    assert BODY.encode() not in copies[0].read_bytes()  # sealed, not plaintext
+
+    sealed = await quds("show", letter_id, "--as", QUDS)
+    assert_user_error(sealed, KeyringError.exit_code, "open it first")
+    await quds.ok("open", letter_id, "--as", QUDS)
+    again = await quds.ok("show", letter_id, "--as", QUDS)
+    assert BODY in again.stdout
+    assert f"From:    {DIRECTOR}" in again.stdout
+
+
+async def test_a_script_must_accept_a_first_contact_explicitly(
+    courier_url: str, tmp_path: Path
+) -> None:
+    """Without a terminal, a first contact is refused (nothing pinned, nothing sent) unless
+    --trust-new, which pins the keys and names their fingerprint."""
+    director = Shell(tmp_path / "langley", courier_url)
+    quds = Shell(tmp_path / "tehran", courier_url)
+    await registered(director, DIRECTOR)
+    await registered(quds, QUDS)
+    fingerprint = party_fingerprint(Keyring(quds.home).public(QUDS))
+
+    refused = await director("send", "--as", DIRECTOR, "--to", QUDS, "--text", BODY)
+    assert_user_error(refused, KeyringError.exit_code, f"first contact with {QUDS}")
+    assert fingerprint in refused.stderr
+    assert Keyring(director.home).contact(QUDS) is None
+    assert not (director.home / DIRECTOR / "sent").exists()
+
+    await send_cli(director, "--trust-new")
+    assert Keyring(director.home).contact(QUDS) == Keyring(quds.home).public(QUDS)
+
+
+async def test_a_person_confirms_a_first_contact_at_the_terminal(
+    courier_url: str, tmp_path: Path
+) -> None:
+    """At a terminal, `send` shows the fingerprint and asks: "n" sends nothing, "y" pins, sends."""
+    director = Shell(tmp_path / "langley", courier_url)
+    quds = Shell(tmp_path / "tehran", courier_url)
+    await registered(director, DIRECTOR)
+    await registered(quds, QUDS)
+    fingerprint = party_fingerprint(Keyring(quds.home).public(QUDS))
+    command = [*CHANNEL, "send", "--as", DIRECTOR, "--to", QUDS, "--text", BODY]
+    env = os.environ | {"CHANNEL_HOME": str(director.home), "CHANNEL_SERVER": courier_url}
+
+    said_no = await asyncio.to_thread(at_terminal, command, env, "n\n")
+    assert fingerprint in said_no.output
+    assert said_no.status != 0
+    assert Keyring(director.home).contact(QUDS) is None
+
+    said_yes = await asyncio.to_thread(at_terminal, command, env, "y\n")
+    assert said_yes.status == 0, said_yes.output
+    assert "sent letter" in said_yes.output
+    assert Keyring(director.home).contact(QUDS) == Keyring(quds.home).public(QUDS)
+
+
+@dataclass
+class Typed:
+    output: str
+    status: int
+
+
+def at_terminal(command: list[str], env: dict[str, str], answer: str) -> Typed:
+    """Run `command` with a pseudo-terminal as stdin, typing `answer` once it asks."""
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen(command, stdin=terminal, stdout=terminal, stderr=terminal, env=env)
+    os.close(terminal)
+    output = b""
+    answered = False
+    while True:
+        try:
+            chunk = os.read(controller, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        output += chunk
+        if not answered and b"[y/N]" in output:
+            os.write(controller, answer.encode())
+            answered = True
+    os.close(controller)
+    return Typed(output.decode(errors="replace"), process.wait(timeout=60))
+
+
+async def send_cli(shell: Shell, *extra: str) -> str:
+    sent = await shell.json("send", "--as", DIRECTOR, "--to", QUDS, "--text", BODY, *extra)
+    return str(sent["id"])
