@@ -27,6 +27,7 @@ from channel.party.keyring import Keyring
 from channel.party.session import party_client
 from channel.party.web import serve
 from channel.protocol.errors import KeyringError
+from channel.protocol.models import Precedence
 from channel.protocol.seal import party_fingerprint
 from tests.test_cli import CHANNEL, Shell, assert_user_error, registered
 
@@ -478,3 +479,112 @@ def at_terminal(command: list[str], env: dict[str, str], answer: str) -> Typed:
 async def send_cli(shell: Shell, *extra: str) -> str:
     sent = await shell.json("send", "--as", DIRECTOR, "--to", QUDS, "--text", BODY, *extra)
     return str(sent["id"])
+
+
+async def test_the_inbox_filters_by_precedence_and_correspondent(
+    desks: dict[str, DeskUnderTest],
+) -> None:
+    """Filters narrow the inbox: by precedence, by correspondent, by a search that matches none."""
+    director, quds = desks[DIRECTOR], desks[QUDS]
+    director.client.trust(quds.ring.public(QUDS))
+    for precedence in (Precedence.ROUTINE, Precedence.FLASH):
+        await director.client.send_letter(QUDS, BODY, precedence=precedence)
+    async with jar_session() as http:
+        await logged_in(http, quds)
+
+        async def rows(query: str) -> int:
+            async with http.get(f"{quds.base}/inbox/rows?{query}") as reply:
+                assert reply.status == 200
+                return (await reply.text()).count("data-letter=")
+
+        assert await rows("") == 2
+        assert await rows("precedence=flash") == 1
+        assert await rows(f"who={DIRECTOR}&state=delivered") == 2
+        assert await rows("who=nobody") == 0
+        assert await rows("q=zzzz") == 0
+
+
+async def test_a_refused_action_is_a_page_not_a_trace(desks: dict[str, DeskUnderTest]) -> None:
+    """Opening a letter that is not yours, or a letter id that is malformed, shows a problem page
+    with a 4xx status and changes nothing."""
+    director, quds = desks[DIRECTOR], desks[QUDS]
+    director.client.trust(quds.ring.public(QUDS))
+    sealed, _ = await director.client.send_letter(QUDS, BODY)
+    async with jar_session() as http:
+        await logged_in(http, director)
+        page = await (await http.get(f"{director.base}/compose")).text()
+        csrf = page.split('name="csrf" value="')[1].split('"')[0]
+        form = {"csrf": csrf, "confirmed": "yes"}
+        url = f"{director.base}/letter/{sealed.envelope.id}/open"
+        async with http.post(url, data=form) as reply:
+            assert 400 <= reply.status < 500
+            assert "Traceback" not in await reply.text()
+        async with http.get(f"{director.base}/letter/not-a-letter") as reply:
+            assert reply.status == 400
+    assert (await quds.client.status(sealed.envelope.id)).state.value == "accepted"
+
+
+@needs_browser
+@browser_test
+async def test_every_field_is_labelled_and_reachable_by_keyboard(
+    desks: dict[str, DeskUnderTest], browsers: Callable[[], Any]
+) -> None:
+    """Every form control on the inbox and compose pages has a label, and Tab reaches Compose."""
+    desk = desks[DIRECTOR]
+    browser = await browsers()
+    await browser.go(desk.login)
+    for path in ("/inbox", "/compose"):
+        await browser.go(desk.base + path)
+        unlabelled = await browser.run(
+            browser.driver.execute_script,
+            "return [...document.querySelectorAll('input:not([type=hidden]),select,textarea')]"
+            ".filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label'))"
+            ".map(e => e.name)",
+        )
+        assert unlabelled == [], path
+        landmarks = await browser.run(
+            browser.driver.execute_script,
+            "return [...document.querySelectorAll('main, nav, header')].map(e => e.tagName)",
+        )
+        assert "MAIN" in landmarks
+        assert "NAV" in landmarks
+    from selenium.webdriver.common.keys import Keys
+
+    await browser.go(desk.base + "/inbox")
+    reached = []
+    for _ in range(6):
+        await browser.run(lambda: browser.driver.switch_to.active_element.send_keys(Keys.TAB))
+        reached.append(await browser.run(lambda: browser.driver.switch_to.active_element.text))
+        if reached[-1] == "Compose":
+            break
+    assert "Compose" in reached
+    await browser.run(lambda: browser.driver.switch_to.active_element.send_keys(Keys.ENTER))
+    await browser.wait_for("h1", "Compose")
+
+
+async def test_channel_desk_serves_on_loopback_and_prints_a_one_time_link(
+    courier_url: str, tmp_path: Path
+) -> None:
+    """`channel desk --no-browser` prints a 127.0.0.1 link whose token logs in once."""
+    shell = Shell(tmp_path / "tehran", courier_url)
+    await registered(shell, QUDS)
+    env = os.environ | {"CHANNEL_HOME": str(shell.home), "CHANNEL_SERVER": courier_url}
+    command = [*CHANNEL, "desk", "--as", QUDS, "--no-browser"]
+    process = await asyncio.create_subprocess_exec(
+        *command, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
+    )
+    try:
+        assert process.stdout is not None
+        url = ""
+        while "login?token=" not in url:
+            url = (await asyncio.wait_for(process.stdout.readline(), 60)).decode().strip()
+        assert url.startswith("http://127.0.0.1:")
+        async with jar_session() as http:
+            async with http.get(url) as reply:
+                assert reply.status == 200
+                assert QUDS in await reply.text()
+            async with http.get(url, allow_redirects=False) as again:
+                assert again.status == 401
+    finally:
+        process.terminate()
+        await process.wait()
