@@ -186,6 +186,7 @@ class Browser:
         for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1280,900"):
             options.add_argument(flag)
         options.add_argument(f"--user-data-dir={profile}")
+        options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
         service = Service(executable_path=str(shutil.which("chromedriver")))
         self.driver = webdriver.Chrome(options=options, service=service)
 
@@ -323,6 +324,9 @@ async def test_a_letter_from_desk_to_desk_opened_and_certified(
     await recipient.shot("5-certified-copy")
     await recipient.go(f"{quds.base}/inbox")
     assert "Warning" in await recipient.wait_for(f"tr[data-letter='{letter_id}']")
+    for browser in (sender, recipient):  # the vendored scripts run within the CSP
+        console = await browser.run(browser.driver.get_log, "browser")
+        assert not [line for line in console if "Content Security Policy" in line["message"]]
 
 
 @needs_browser

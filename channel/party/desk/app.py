@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 import jinja2
+import structlog
 from aiohttp import web
 
 from channel.cli_options import DURATION
@@ -29,6 +30,7 @@ from channel.protocol.models import LetterSummary, Precedence, Receipt
 from channel.protocol.names import check_letter_id, check_party_name
 from channel.protocol.seal import PartyKeys, fingerprint, party_fingerprint
 
+log = structlog.get_logger("channel.party.desk")
 PAGE = 20
 _SCAN = 500  # letters fetched from the courier per listing: filters apply to the newest 500
 _THREAD = 20  # ancestors shown at most
@@ -87,8 +89,11 @@ async def _follow(app: web.Application) -> AsyncIterator[None]:
     desk = app[KEY]
 
     async def follow() -> None:
-        async for event in desk.client.watch():
-            desk.broadcast.publish(event.letter_id)
+        try:
+            async for event in desk.client.watch():  # reconnects by itself
+                desk.broadcast.publish(event.letter_id)
+        except ChannelError as exc:  # e.g. a receipt that does not verify: say so, keep serving
+            log.warning("desk_stream_stopped", error=exc.detail)
 
     task = asyncio.create_task(follow())
     yield
