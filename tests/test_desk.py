@@ -14,6 +14,7 @@ import subprocess
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -250,6 +251,10 @@ async def browsers(tmp_path: Path) -> AsyncIterator[Callable[[], Any]]:
         await asyncio.to_thread(browser.close)
 
 
+def field_value(browser: Browser, css: str) -> str:
+    return str(browser.driver.find_element("css selector", css).get_attribute("value"))
+
+
 async def send_from_desk(browser: Browser, desk: DeskUnderTest, subject: str) -> str:
     """Compose on `desk` (the recipient's keys already pinned); the new letter's id."""
     await browser.go(f"{desk.base}/compose")
@@ -324,6 +329,18 @@ async def test_a_letter_from_desk_to_desk_opened_and_certified(
     await recipient.shot("5-certified-copy")
     await recipient.go(f"{quds.base}/inbox")
     assert "Warning" in await recipient.wait_for(f"tr[data-letter='{letter_id}']")
+
+    # A threaded reply: the subject and the letter it answers come prefilled.
+    await recipient.go(f"{quds.base}/letter/{letter_id}")
+    await recipient.click("#reply")
+    await recipient.wait_for("h1", "Compose")
+    assert await recipient.run(field_value, recipient, "#reply_to") == letter_id
+    await recipient.type("#body", "Received.")
+    await recipient.click("#send")
+    thread = await recipient.wait_for("#h-thread + ol", "Warning")
+    assert "this letter" in thread
+    assert "Re: Warning" in await recipient.text("h1")
+
     for browser in (sender, recipient):  # the vendored scripts run within the CSP
         console = await browser.run(browser.driver.get_log, "browser")
         assert not [line for line in console if "Content Security Policy" in line["message"]]
@@ -592,3 +609,48 @@ async def test_channel_desk_serves_on_loopback_and_prints_a_one_time_link(
     finally:
         process.terminate()
         await process.wait()
+
+
+async def csrf_of(http: aiohttp.ClientSession, desk: DeskUnderTest) -> str:
+    page = await (await http.get(f"{desk.base}/compose")).text()
+    return page.split('name="csrf" value="')[1].split('"')[0]
+
+
+async def test_compose_takes_an_absolute_deadline_and_refuses_a_bad_one(
+    desks: dict[str, DeskUnderTest],
+) -> None:
+    """A deadline given as a UTC date and time is the envelope's; a past one is a 400 form."""
+    director, quds = desks[DIRECTOR], desks[QUDS]
+    director.ring.pin_contact(quds.ring.public(QUDS))
+    async with jar_session() as http:
+        await logged_in(http, director)
+        form = {"csrf": await csrf_of(http, director), "to": QUDS, "body": BODY}
+        async with http.post(
+            f"{director.base}/compose", data=form | {"deadline_at": "2000-01-01T00:00"}
+        ) as reply:
+            assert reply.status == 400
+            assert "in the past" in await reply.text()
+        at = (datetime.now(UTC) + timedelta(days=3)).strftime("%Y-%m-%dT%H:%M")
+        async with http.post(
+            f"{director.base}/compose", data=form | {"deadline_at": at, "precedence": "immediate"}
+        ) as reply:
+            assert reply.status == 200
+    (letter,) = await quds.client.inbox()
+    assert letter.expires_at.startswith(at)
+    assert letter.precedence is Precedence.IMMEDIATE
+
+
+async def test_the_inbox_pages_by_twenty(desks: dict[str, DeskUnderTest]) -> None:
+    """21 letters: the first page holds 20 and links to the older one on page 2."""
+    director, quds = desks[DIRECTOR], desks[QUDS]
+    director.client.trust(quds.ring.public(QUDS))
+    for _ in range(21):
+        await director.client.send_letter(QUDS, BODY)
+    async with jar_session() as http:
+        await logged_in(http, quds)
+        first = await (await http.get(f"{quds.base}/inbox")).text()
+        second = await (await http.get(f"{quds.base}/inbox?page=2")).text()
+    assert first.count("data-letter=") == 20
+    assert 'rel="next"' in first
+    assert second.count("data-letter=") == 1
+    assert 'rel="prev"' in second
