@@ -372,6 +372,7 @@ async def test_returned_unopened_then_fetched_back_intact(
     await sender.wait_for(f"tr[data-letter='{letter_id}'] .state", "returned unopened")
     await sender.go(f"{director.base}/letter/{letter_id}")
     assert "Not through this channel" in await sender.text("main")
+    await sender.shot("7-letter-returned")
     await sender.click("#fetch")
     assert "Byte for byte the copy sent" in await sender.wait_for("#intact")
     await sender.shot("6-fetched-back")
