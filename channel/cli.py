@@ -41,6 +41,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Operator commands, run where the courier runs.",
     ),
     "config": ("channel.courier.server.commands:config_group", "The courier's settings."),
+    "desk": (
+        "channel.party.desk.command:desk",
+        "Your desk: letters in the browser, on this machine.",
+    ),
     "demo": (
         "channel.demo:demo",
         "Play the 2017 letter as a tabletop exercise and write its after-action report.",
@@ -67,6 +71,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "send": ("channel.party.commands.letters:send", "Seal a letter and hand it to the courier."),
     "serve": ("channel.courier.server.commands:serve", "Run the courier."),
+    "show": (
+        "channel.party.commands.letters:show",
+        "Show a letter you sent or opened, from your keyring (no courier needed).",
+    ),
     "status": ("channel.party.commands.letters:status", "A letter's state and verified receipts."),
     "verify": ("channel.party.commands.verify:verify", "Verify a `status --json` file offline."),
     "watch": (

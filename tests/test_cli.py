@@ -442,7 +442,7 @@ async def test_contact_keys_are_pinned_on_first_use(courier_url: str, tmp_path: 
     quds = Shell(tmp_path / "tehran", courier_url)
     await registered(director, DIRECTOR)
     await registered(quds, QUDS)
-    await send(director)
+    await send(director, DIRECTOR, QUDS, "--trust-new")
     pin = director.home / "contacts" / f"{QUDS}.pub.json"
     assert json.loads(pin.read_text()) == json.loads((quds.home / QUDS / "public.json").read_text())
 

@@ -50,10 +50,24 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from pydantic import ValidationError
 
+from channel.protocol.canonical import parse_time
 from channel.protocol.errors import IntegrityError, KeyringError
-from channel.protocol.models import ChainKeys, Envelope, PublicKeys, SealedLetter, SignedContent
+from channel.protocol.models import (
+    ChainKeys,
+    Envelope,
+    LetterContent,
+    PublicKeys,
+    SealedLetter,
+    SignedContent,
+)
 from channel.protocol.names import check_letter_id, check_party_name
-from channel.protocol.seal import PartyKeys, party_fingerprint, raw_private
+from channel.protocol.seal import (
+    PartyKeys,
+    open_letter,
+    party_fingerprint,
+    raw_private,
+    seal_letter,
+)
 
 if TYPE_CHECKING:
     from channel.party.client import Client
@@ -289,6 +303,42 @@ class Keyring:
         path = self._letter_path(name, "received", content.content.letter_id)
         _write(path, content.model_dump_json(indent=2, exclude_none=True).encode())
         return path
+
+    def keep_copy(self, keys: PartyKeys, letter: SealedLetter, subject: str, body: str) -> Path:
+        """Keep a readable copy of a letter sent: the same content sealed to the sender itself
+        (the copy kept by `save_sent` is sealed to the recipient, unreadable by its sender)."""
+        env = letter.envelope
+        copy = seal_letter(
+            keys,
+            keys.public(),
+            letter_id=env.id,
+            subject=subject,
+            body=body,
+            sent_at=parse_time(env.sent_at),
+            expires_at=parse_time(env.expires_at),
+            precedence=env.precedence,
+            in_reply_to=env.in_reply_to,
+        )
+        path = self._letter_path(keys.name, "copies", env.id)
+        _write(path, sent_bytes(copy))
+        return path
+
+    def read_letter(self, keys: PartyKeys, letter_id: str) -> LetterContent | None:
+        """The text of a letter `keys` opened or sent, from the local archive; None if it holds
+        none (a letter not yet opened, or sent from another machine)."""
+        received = self._letter_path(keys.name, "received", letter_id)
+        if received.is_file():
+            return SignedContent.model_validate_json(received.read_bytes()).content
+        copy = self._letter_path(keys.name, "copies", letter_id)
+        if not copy.is_file():
+            return None
+        sealed = SealedLetter.model_validate_json(copy.read_bytes())
+        content = open_letter(sealed, keys, keys.public().signing_key).content
+        sent = self._letter_path(keys.name, "sent", letter_id)
+        if sent.is_file():  # the copy is sealed to the sender: name the real recipient
+            recipient = SealedLetter.model_validate_json(sent.read_bytes()).envelope.recipient
+            content = content.model_copy(update={"recipient": recipient})
+        return content
 
     # --- paths ---------------------------------------------------------------------------------
 

@@ -17,19 +17,20 @@ from channel.party.keyring import Keyring, sent_bytes
 from channel.party.session import party_client
 from channel.party.timeline import make_console, render_letters, render_status
 from channel.protocol.canonical import sha256_hex
-from channel.protocol.errors import IntegrityError
+from channel.protocol.errors import IntegrityError, KeyringError
 from channel.protocol.models import (
     LetterStatus,
     OpenedLetter,
     PartyRecord,
     Precedence,
+    PublicKeys,
     Receipt,
     ReturnedLetter,
     SealedLetter,
     SignedContent,
 )
 from channel.protocol.names import check_letter_id, check_party_name
-from channel.protocol.seal import fingerprint
+from channel.protocol.seal import fingerprint, party_fingerprint
 
 PRECEDENCES = tuple(p.value for p in Precedence)
 
@@ -71,6 +72,11 @@ def register(config: Config, name: str, invite: str | None, as_json: bool) -> No
 @click.option("--expires", type=DURATION, default="7d", show_default=True, help="Deadline.")
 @click.option("--precedence", type=click.Choice(PRECEDENCES), default="routine", show_default=True)
 @click.option("--reply-to", metavar="ID", help="The letter this one answers.")
+@click.option(
+    "--trust-new",
+    is_flag=True,
+    help="Pin a first correspondent's keys without asking (for scripts; check the fingerprint).",
+)
 @json_option
 @click.pass_obj
 def send(
@@ -83,12 +89,15 @@ def send(
     expires: timedelta,
     precedence: str,
     reply_to: str | None,
+    trust_new: bool,
     as_json: bool,
 ) -> None:
     """Seal a letter and hand it to the courier.
 
     The body comes from --text, --file, or stdin (only when stdin is not a terminal). The sealed
-    letter, ciphertext only, is kept in the keyring so a returned letter can be compared.
+    letter is kept in the keyring so a returned letter can be compared, with a readable copy
+    sealed to yourself (`channel show ID`). A first correspondent's fingerprint is shown and
+    must be confirmed at the terminal before their keys are pinned, or accepted by --trust-new.
     """
     check_party_name(to)
     if reply_to:
@@ -99,6 +108,10 @@ def send(
 
     async def send_as(client: Client, ring: Keyring) -> tuple[SealedLetter, Receipt]:
         nonlocal kept
+        if ring.known(to) is None:
+            offered = await client.public_keys(to)
+            first_contact(offered, trust_new)
+            ring.pin_contact(offered)
         await ring.vouch(client, to)
         sealed = await client.seal(
             to,
@@ -110,6 +123,7 @@ def send(
         )
         # Kept before it leaves, so a letter that comes back can always be compared.
         kept = ring.save_sent(name, sealed)
+        ring.keep_copy(client.me, sealed, subject, body)
         return sealed, await client.send_sealed(sealed)
 
     sealed, receipt = act(config, name, send_as)
@@ -125,6 +139,27 @@ def send(
     click.echo(f"sent letter {env.id} to {to} ({env.precedence.value}, deadline {env.expires_at})")
     click.echo(f"  accepted by the courier at {receipt.at}: receipt 0 verified")
     click.echo(f"  sealed copy kept in {kept}")
+
+
+def first_contact(keys: PublicKeys, trust_new: bool) -> None:
+    """Ask the person at the terminal to confirm a new correspondent's fingerprint.
+
+    Without a terminal (a script), only --trust-new pins new keys: refusing is the safe default.
+    """
+    print_ = party_fingerprint(keys)
+    if trust_new:
+        click.echo(f"first contact with {keys.name}: pinning fingerprint {print_}", err=True)
+        return
+    if not terminal():
+        raise KeyringError(
+            f"first contact with {keys.name} (fingerprint {print_}): confirm it at a terminal, "
+            "or pass --trust-new once you have checked it"
+        )
+    click.echo(f"FIRST CONTACT with {keys.name}", err=True)
+    click.echo(f"  fingerprint  {print_}", err=True)
+    click.echo("  compare it with the one your correspondent gives you out of band.", err=True)
+    if not click.confirm("Pin these keys and send?", default=False, err=True):
+        raise KeyringError(f"not sent: the keys of {keys.name} were not confirmed")
 
 
 def _letter_body(path: Path | None, text: str | None) -> str:
@@ -335,3 +370,28 @@ def returned(config: Config, letter_id: str, name: str, as_json: bool) -> None:
     click.echo(f"letter {letter_id} is back with {name}: {back.state.value}")
     click.echo(f"  byte for byte the copy sent: sha256 {sha256_hex(sent)} ({len(sent)} bytes)")
     click.echo(f"  receipt chain verified ({len(back.receipts)} receipts)")
+
+
+@click.command()
+@click.argument("letter_id", metavar="ID")
+@as_option
+@json_option
+@click.pass_obj
+def show(config: Config, letter_id: str, name: str, as_json: bool) -> None:
+    """Show a letter you sent or opened, from your keyring (no courier needed)."""
+    check_letter_id(letter_id)
+    ring, keys = identity(config, name)
+    content = ring.read_letter(keys, letter_id)
+    if content is None:
+        raise KeyringError(
+            f"letter {letter_id} is not readable in {name}'s keyring: "
+            "open it first (`channel open`), or it was sent from another keyring"
+        )
+    if as_json:
+        echo_json(dump(content))
+        return
+    click.echo(f"From:    {content.sender}")
+    click.echo(f"To:      {content.recipient}")
+    click.echo(f"Sent:    {content.sent_at}")
+    click.echo(f"Subject: {content.subject}")
+    click.echo(f"\n{content.body}")

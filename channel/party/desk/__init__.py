@@ -1,0 +1,1 @@
+"""The party's desk: its letters in a browser, served from its own machine (docs/desk.md)."""
