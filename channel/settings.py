@@ -61,6 +61,12 @@ class Settings(BaseSettings):
     # Per-party token bucket on signed requests: refill per second and capacity. 0 turns it off.
     rate_limit_per_second: float = Field(50, ge=0)
     rate_limit_burst: int = Field(100, ge=0)
+    # Live event streams (docs/events.md): the keep-alive comment interval, and how many streams
+    # one party may hold on each worker and the whole courier may hold (split evenly over its
+    # workers). Beyond either cap a stream is refused with 429 `too_many_streams`.
+    event_ping_seconds: float = Field(15.0, gt=0, le=3600)
+    event_streams_per_party: int = Field(16, ge=1)
+    max_event_streams: int = Field(10_000, ge=1)
     # The TOML file the settings above were read from, if any (env CHANNEL_CONFIG).
     config: Path | None = None
 
@@ -78,6 +84,10 @@ class Settings(BaseSettings):
             return init_settings, env_settings, dotenv_settings, file_secret_settings
         from_file = InitSettingsSource(settings_cls, read_config_file(Path(path)))
         return init_settings, env_settings, from_file, dotenv_settings, file_secret_settings
+
+    @property
+    def event_streams_per_worker(self) -> int:
+        return -(-self.max_event_streams // self.workers)
 
     @property
     def rate_limited(self) -> bool:

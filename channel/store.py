@@ -28,6 +28,7 @@ repeats it); readers skip outbox entries whose letter does not exist (yet).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -35,12 +36,12 @@ from typing import Any, Literal
 from urllib.parse import unquote
 
 import redis.asyncio as aioredis
-from redis.asyncio.client import Pipeline
+from redis.asyncio.client import Pipeline, PubSub
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError, RedisClusterException, RedisError
+from redis.exceptions import NoScriptError, RedisClusterException, RedisError, ResponseError
 
 from channel.errors import StoreUnavailable
 from channel.lifecycle import State
@@ -359,12 +360,12 @@ class Store:
         return [i.decode() for i in ids]
 
     async def events_after(
-        self, party: str, after: str, *, count: int = 100, block_ms: int | None = None
+        self, party: str, after: str, *, count: int = 100
     ) -> list[tuple[str, bytes]]:
-        """(event id, event JSON) after `after`, oldest first; waits up to `block_ms` for one."""
-        block = ["BLOCK", block_ms] if block_ms is not None else []
+        """(event id, event JSON) after `after`, oldest first, at most `count`; never waits
+        (a watcher waits for `follow_appends` to announce an event instead)."""
         key = _party(party, "events")
-        reply: Any = await self._call("XREAD", "COUNT", count, *block, "STREAMS", key, after)
+        reply: Any = await self._call("XREAD", "COUNT", count, "STREAMS", key, after)
         if not reply:
             return []
         entries = reply[0][1]
@@ -444,6 +445,110 @@ class Store:
     async def _newest(self, key: str, limit: int) -> list[str]:
         ids = await self._call("ZREVRANGE", key, 0, limit - 1)
         return [i.decode() for i in ids]
+
+    # --- the live-event reader (one per worker, server/hub.py) ---------------------------------
+    # Watchers are woken by Redis's own keyevent notification for XADD, on pub/sub connections of
+    # their own, so no write path changes; they then read their streams with `events_after`.
+
+    async def follow_appends(
+        self, on_append: Callable[[str], None], on_ready: Callable[[], None]
+    ) -> None:
+        """Call `on_append(P)` each time an event is appended to P's stream, until cancelled.
+
+        One pub/sub connection per master: Redis publishes a keyevent notification on the node
+        that ran the write, so a cluster needs one per master. `on_ready()` once every master is
+        subscribed: events appended before that were not announced, so the caller reads them.
+        Raises StoreUnavailable when a connection fails (call again, after a pause).
+        """
+        clients: list[aioredis.Redis] = []
+        pubsubs: list[PubSub] = []
+        tasks: list[asyncio.Task[None]] = []
+        try:
+            try:
+                if isinstance(self._redis, RedisCluster):
+                    clients = [_node_client(n) for n in await _masters(self._redis)]
+                    db = 0
+                else:
+                    clients = [self._redis]
+                    db = int(self._redis.connection_pool.connection_kwargs.get("db", 0))
+                for client in clients:
+                    await _announce_appends(client)
+                    pubsub = client.pubsub(ignore_subscribe_messages=True)
+                    pubsubs.append(pubsub)
+                    await pubsub.subscribe(f"__keyevent@{db}__:xadd")
+            except _FAILURES as exc:
+                raise self._failed(exc) from exc
+            on_ready()
+            tasks = [asyncio.create_task(_relay(p, on_append)) for p in pubsubs]
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            failure = next(t.exception() for t in done if t.exception() is not None)
+            if isinstance(failure, _FAILURES):
+                raise self._failed(failure) from failure
+            raise failure  # type: ignore[misc]
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, *_FAILURES):
+                    await task
+            for pubsub in pubsubs:
+                with contextlib.suppress(*_FAILURES):
+                    await pubsub.aclose()
+            if clients and clients[0] is not self._redis:
+                for client in clients:
+                    with contextlib.suppress(*_FAILURES):
+                        await client.aclose()
+
+
+# How long a pub/sub read waits before checking the connection's health (a PING when idle).
+_PUBSUB_WAIT = 10.0
+_STREAM_KEY = (f"{PREFIX}:{{".encode(), b"}:events")
+
+
+async def _relay(pubsub: PubSub, on_append: Callable[[str], None]) -> None:
+    head, tail = _STREAM_KEY
+    while True:
+        message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=_PUBSUB_WAIT)
+        if message is None or message["type"] != "message":
+            continue
+        key: bytes = message["data"]
+        if key.startswith(head) and key.endswith(tail):
+            on_append(key[len(head) : -len(tail)].decode())
+
+
+async def _announce_appends(client: aioredis.Redis) -> None:
+    """Have Redis publish a keyevent notification for every XADD: flags `E` (keyevent) and `t`
+    (stream commands), added to whatever the server already has. A Redis that refuses CONFIG
+    (some managed ones) must be configured with `notify-keyspace-events Et` (docs/events.md)."""
+    try:
+        config = await client.config_get("notify-keyspace-events")
+    except ResponseError:
+        return
+    raw = next(iter(config.values()), b"")
+    flags = raw.decode() if isinstance(raw, bytes) else str(raw)
+    wanted = "E" + ("" if "A" in flags else "t")
+    missing = "".join(flag for flag in wanted if flag not in flags)
+    if missing:
+        await client.config_set("notify-keyspace-events", flags + missing)
+
+
+async def _masters(cluster: RedisCluster) -> list[ClusterNode]:
+    cluster = await cluster.initialize()
+    return list(cluster.get_primaries())
+
+
+def _node_client(node: ClusterNode) -> aioredis.Redis:
+    """A plain client for one cluster node, with the cluster client's credentials."""
+    options = node.connection_kwargs
+    return aioredis.Redis(
+        host=node.host,
+        port=int(node.port),
+        username=options.get("username"),
+        password=options.get("password"),
+        decode_responses=False,
+        socket_connect_timeout=2,
+        health_check_interval=30,
+    )
 
 
 def _lua(name: str) -> str:

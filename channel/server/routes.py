@@ -10,6 +10,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from aiohttp import web
+
 from channel import __version__
 from channel.courier import Courier
 from channel.errors import (
@@ -63,6 +65,7 @@ class Call:
     query: Mapping[str, str]
     view: RequestView
     raw: bytes
+    request: web.Request  # for a handler that streams its answer (server/events.py)
 
     @property
     def party(self) -> str:
@@ -83,7 +86,7 @@ class Call:
         return value
 
 
-Reply = Wire | tuple[Wire, int]
+Reply = Wire | tuple[Wire, int] | web.StreamResponse
 Handler = Callable[[Call], Awaitable[Reply]]
 
 
