@@ -32,10 +32,15 @@ from channel.store import Store
 log = structlog.get_logger("channel.events")
 
 HUB = web.AppKey("event_hub", Hub)
-STREAMS = web.AppKey("event_streams", set[EventSourceResponse])
+# Each open stream and its request: the reaper looks at the request's transport.
+STREAMS = web.AppKey("event_streams", dict[EventSourceResponse, web.Request])
 PING_SECONDS = web.AppKey("event_ping_seconds", float)
 RETRY_MS = 1_000  # the reconnection delay a client is asked to use
 COUNT = 100  # events read per Redis call; a watcher further behind reads again at once
+# How often the reaper looks for streams whose watcher hung up. aiohttp does not tell a handler
+# that its client left (nor should it cancel handlers: sends must not stop half way), and an idle
+# stream would only find out at its next ping; meanwhile it would hold a place under the caps.
+REAP_SECONDS = 1.0
 
 
 async def stream_events(call: Call) -> web.StreamResponse:
@@ -50,14 +55,14 @@ async def stream_events(call: Call) -> web.StreamResponse:
             # (and aiohttp-sse would trip on the missing transport). It resumes when it is back.
             return web.Response(status=204)
         async with sse_response(request, ping_interval=request.app[PING_SECONDS]) as stream:
-            await _serve(request.app[STREAMS], hub, watcher, stream, cursor, given, trimmed)
+            await _serve(request, hub, watcher, stream, cursor, given, trimmed)
         return stream
     finally:
         hub.leave(watcher)
 
 
 async def _serve(
-    streams: set[EventSourceResponse],
+    request: web.Request,
     hub: Hub,
     watcher: Watcher,
     stream: EventSourceResponse,
@@ -65,7 +70,8 @@ async def _serve(
     given: str | None,
     trimmed: bool,
 ) -> None:
-    streams.add(stream)
+    streams = request.app[STREAMS]
+    streams[stream] = request
     metrics.stream_opened()
     log.info("event_stream_opened", resumed_from=given, position=cursor)
     try:
@@ -83,7 +89,7 @@ async def _serve(
         # The client reconnects (to any replica) and resumes from its last event id.
         log.warning("event_stream_store_failed", error=exc.detail)
     finally:
-        streams.discard(stream)
+        streams.pop(stream, None)
         metrics.stream_closed()
         log.info("event_stream_closed")
 
@@ -108,7 +114,7 @@ async def _pump(hub: Hub, watcher: Watcher, cursor: str, stream: EventSourceResp
 
 async def close_streams(app: web.Application) -> None:
     """On shutdown: tell every watcher to come back (to another replica) in a second."""
-    streams: set[EventSourceResponse] = app[STREAMS]
+    streams = app[STREAMS]
     for stream in list(streams):
         with contextlib.suppress(ConnectionError, RuntimeError, TimeoutError):
             await stream.send("", event="shutdown", retry=RETRY_MS)
@@ -126,10 +132,20 @@ EVENTS = Route(
 )
 
 
+async def _reap(streams: dict[EventSourceResponse, web.Request]) -> None:
+    """End the streams whose watcher hung up, so their places under the caps come free."""
+    while True:
+        await asyncio.sleep(REAP_SECONDS)
+        for stream, request in list(streams.items()):
+            transport = request.transport
+            if transport is None or transport.is_closing():
+                stream.stop_streaming()
+
+
 def install(app: web.Application, settings: Settings, redis_url: str) -> None:
     """The hub (with a store of its own), its caps, and shutdown; the route is added by the app
     through `_endpoint`, like every other signed route."""
-    app[STREAMS] = set()
+    app[STREAMS] = {}
     app[PING_SECONDS] = settings.event_ping_seconds
 
     async def hub(app: web.Application) -> AsyncIterator[None]:
@@ -141,9 +157,13 @@ def install(app: web.Application, settings: Settings, redis_url: str) -> None:
             total=settings.event_streams_per_worker,
         )
         app[HUB].start()
+        reaper = asyncio.create_task(_reap(app[STREAMS]))
         try:
             yield
         finally:
+            reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reaper
             await app[HUB].stop()
 
     app.cleanup_ctx.append(hub)
