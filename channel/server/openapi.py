@@ -117,9 +117,11 @@ def _events_operation() -> dict[str, Any]:
     return {
         "operationId": "events",
         "summary": (
-            "Your live events as Server-Sent Events (event `event`, data LiveEvent JSON, id the "
-            "stream id); resume with Last-Event-ID; `reset` means missed events were trimmed; "
-            "`shutdown` carries a retry hint"
+            "Your live events as Server-Sent Events: first `ready` (id: the position the stream "
+            "starts from), then `event` for each event (data LiveEvent JSON, id the stream id), "
+            "`: ping` comments while idle; resume with Last-Event-ID; `reset` means missed events "
+            "were trimmed; `shutdown` carries a retry hint. 429 `too_many_streams` (with "
+            "Retry-After) past the per-party or courier-wide cap on open streams"
         ),
         "security": [{"httpMessageSignature": []}],
         "parameters": [
@@ -138,7 +140,10 @@ def _events_operation() -> dict[str, Any]:
                 "description": "Problem: `unauthenticated`, `replayed`, `unknown_party`",
                 "content": problem,
             },
-            "429": {"description": "Problem: `rate_limited`", "content": problem},
+            "429": {
+                "description": "Problem: `rate_limited`, `too_many_streams`",
+                "content": problem,
+            },
         },
     }
 
