@@ -325,7 +325,8 @@ class Client:
         on_gap: Callable[[], None] | None = None,
         on_position: Callable[[str], None] | None = None,
     ) -> AsyncGenerator[LiveEvent, None]:
-        """Your live events over one connection, from after `last_event_id` (or from now).
+        """Your live events over one connection, from after `last_event_id` (or from where the
+        stream stands when it connects).
 
         Ends when the courier closes the stream (it asks clients to come back: see `watch`).
         Each receipt's courier signature is checked. `on_position` is told where the stream

@@ -581,8 +581,8 @@ def _cluster_client(url: str) -> RedisCluster:
     A failed command is retried twice (the client refreshes its slot map before each retry, so a
     slot that moved to a promoted replica is found), not redis-py's ten times: with its 5 s socket
     timeout, ten retries kept a request to a hung (not dead) master waiting 55 s, longer than the
-    client waits. Now: at most 3 x 8 s. The socket timeout must stay above the longest blocking
-    read (XREAD BLOCK for live events).
+    client waits. Now: at most 3 x 8 s. No command blocks (live events wait on pub/sub
+    connections of their own, `follow_appends`).
     """
     rest = url[len(CLUSTER_SCHEME) :].rstrip("/")
     userinfo, _, hosts = rest.rpartition("@")

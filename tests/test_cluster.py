@@ -669,3 +669,43 @@ async def test_live_events_cross_replicas_and_resume_once(parties: Parties) -> N
     finally:
         await mine.aclose()
     assert (live.envelope.id, State.WITHDRAWN) in states
+
+
+async def test_a_watch_survives_its_master_restarting(
+    cluster: LocalCluster, start_replica: CourierFactory, connect: Connect, cast: Cast
+) -> None:
+    """SIGKILL and restart the master of a watcher's party: its stream stays open, and a letter
+    sent afterwards reaches it (the worker's reader subscribes again, notifications turned on
+    again on the restarted master, and wakes every stream)."""
+    url = await start_replica()
+    d = await _join((url, url), connect, cast.director)
+    q = await _join((url, url), connect, cast.quds)
+    victim = cluster.owner_of_party(q.name)
+    seen: list[LiveEvent] = []
+    connected = asyncio.Event()
+
+    async def watch() -> None:
+        async for event in q.a.events(on_position=lambda _: connected.set()):
+            seen.append(event)
+
+    watching = asyncio.create_task(watch())
+    try:
+        await asyncio.wait_for(connected.wait(), 10)
+        victim.kill()
+        await asyncio.to_thread(victim.start)
+        await asyncio.to_thread(cluster.wait_healthy)
+        for _ in range(100):  # the client's slot map catches up with the restarted master
+            try:
+                sent, _ = await d.a.send_letter(q.name, "after the restart")
+                break
+            except StoreUnavailable:
+                await asyncio.sleep(0.2)
+        for _ in range(200):
+            if seen or watching.done():
+                break
+            await asyncio.sleep(0.1)
+        assert not watching.done()  # the one stream stayed open throughout
+        assert [event.letter_id for event in seen] == [sent.envelope.id]
+    finally:
+        watching.cancel()
+        await asyncio.gather(watching, return_exceptions=True)
