@@ -479,10 +479,7 @@ class Store:
             except _FAILURES as exc:
                 raise self._failed(exc) from exc
             on_ready()
-            tasks = [
-                asyncio.create_task(_relay(c, p, on_append, on_ready))
-                for c, p in zip(clients, pubsubs, strict=True)
-            ]
+            tasks = [asyncio.create_task(_relay(p, on_append)) for p in pubsubs]
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
             failure = next(t.exception() for t in done if t.exception() is not None)
             if isinstance(failure, _FAILURES):
@@ -508,44 +505,31 @@ _PUBSUB_WAIT = 10.0
 _STREAM_KEY = (f"{PREFIX}:{{".encode(), b"}:events")
 
 
-async def _relay(
-    client: aioredis.Redis,
-    pubsub: PubSub,
-    on_append: Callable[[str], None],
-    on_ready: Callable[[], None],
-) -> None:
+async def _relay(pubsub: PubSub, on_append: Callable[[str], None]) -> None:
     head, tail = _STREAM_KEY
     while True:
         message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=_PUBSUB_WAIT)
-        if message is None:
-            # redis-py re-subscribes by itself after a reconnect, but a restarted Redis has lost
-            # the notification flags: set them again, then have every watcher catch up.
-            if await _announce_appends(client):
-                on_ready()
-            continue
-        if message["type"] != "message":
+        if message is None or message["type"] != "message":
             continue
         key: bytes = message["data"]
         if key.startswith(head) and key.endswith(tail):
             on_append(key[len(head) : -len(tail)].decode())
 
 
-async def _announce_appends(client: aioredis.Redis) -> bool:
+async def _announce_appends(client: aioredis.Redis) -> None:
     """Have Redis publish a keyevent notification for every XADD: flags `E` (keyevent) and `t`
     (stream commands), added to whatever the server already has. A Redis that refuses CONFIG
-    (some managed ones) must be configured with `notify-keyspace-events Et` (docs/events.md).
-    True if the flags had to be set."""
+    (some managed ones) must be configured with `notify-keyspace-events Et` (docs/events.md)."""
     try:
         config = await client.config_get("notify-keyspace-events")
     except ResponseError:
-        return False
+        return
     raw = next(iter(config.values()), b"")
     flags = raw.decode() if isinstance(raw, bytes) else str(raw)
     wanted = "E" + ("" if "A" in flags else "t")
     missing = "".join(flag for flag in wanted if flag not in flags)
     if missing:
         await client.config_set("notify-keyspace-events", flags + missing)
-    return bool(missing)
 
 
 async def _masters(cluster: RedisCluster) -> list[ClusterNode]:
