@@ -14,7 +14,6 @@ wakes every watcher, and each reads whatever it has not sent yet.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from dataclasses import dataclass, field
 
 import structlog
@@ -60,8 +59,9 @@ class Hub:
     async def stop(self) -> None:
         if self._reader is not None:
             self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
+            # Bounded: a cancellation that lands inside a redis-py read can be swallowed, and
+            # shutdown must not wait on it (closing the store below ends the reader's reads).
+            await asyncio.wait({self._reader}, timeout=2)
         await self.store.close()
 
     def admit(self, party: str) -> Watcher:
