@@ -447,11 +447,6 @@ class Courier:
                 # As with expiry: one unreadable record must not stop the rest.
                 log.exception("unreadable_letter", party=recipient, letter_id=letter_id)
 
-    async def events(
-        self, party: str, after: str, *, block_ms: int | None = None
-    ) -> list[tuple[str, bytes]]:
-        return await self.store.events_after(party, after, block_ms=block_ms)
-
     async def event_cursor(self, party: str, last_event_id: str | None) -> tuple[str, bool]:
         """Where a stream resumes, and whether events the client missed were already trimmed."""
         first, last, trimmed_ever = await self.store.event_bounds(party)

@@ -126,6 +126,12 @@ class Settings(BaseSettings):
     # slot, then gets 503 `overloaded` with Retry-After.
     max_in_flight: int = Field(128, ge=1, le=100_000)
     busy_wait: float = Field(0.25, ge=0, le=30)
+    # Live event streams (docs/events.md): the keep-alive comment interval, and how many streams
+    # one party may hold on each worker and the whole courier may hold (split evenly over its
+    # workers). Beyond either cap a stream is refused with 429 `too_many_streams`.
+    event_ping_seconds: float = Field(15.0, gt=0, le=3600)
+    event_streams_per_party: int = Field(16, ge=1)
+    max_event_streams: int = Field(10_000, ge=1)
     # The TOML file the settings above were read from, if any (env CHANNEL_CONFIG).
     config: Path | None = None
 
@@ -151,6 +157,10 @@ class Settings(BaseSettings):
         if problem:
             raise PydanticCustomError("redis_url", problem)
         return value
+
+    @property
+    def event_streams_per_worker(self) -> int:
+        return -(-self.max_event_streams // self.workers)
 
     @property
     def rate_limited(self) -> bool:

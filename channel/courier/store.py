@@ -32,6 +32,7 @@ transition is two scripts, one per slot, and the sweeper finishes what a crash b
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,11 +41,12 @@ from typing import Any, Literal
 from urllib.parse import unquote
 
 import redis.asyncio as aioredis
+from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as LostConnection
-from redis.exceptions import NoScriptError, RedisClusterException, RedisError
+from redis.exceptions import NoScriptError, RedisClusterException, RedisError, ResponseError
 from redis.exceptions import TimeoutError as TimedOut
 
 from channel.courier.compact import (
@@ -487,12 +489,12 @@ class Store:
         return [i.decode() for i in ids]
 
     async def events_after(
-        self, party: str, after: str, *, count: int = 100, block_ms: int | None = None
+        self, party: str, after: str, *, count: int = 100
     ) -> list[tuple[str, bytes]]:
-        """(event id, event JSON) after `after`, oldest first; waits up to `block_ms` for one."""
-        block = ["BLOCK", block_ms] if block_ms is not None else []
+        """(event id, event JSON) after `after`, oldest first, at most `count`; never waits
+        (a watcher waits for `follow_appends` to announce an event instead)."""
         key = _party(party, "events")
-        reply: Any = await self._call("XREAD", "COUNT", count, *block, "STREAMS", key, after)
+        reply: Any = await self._call("XREAD", "COUNT", count, "STREAMS", key, after)
         if not reply:
             return []
         entries = reply[0][1]
@@ -599,6 +601,59 @@ class Store:
                 return None
         return [i.decode() for i in ids]
 
+    # --- the live-event reader (one per worker, server/hub.py) ---------------------------------
+    # Watchers are woken by Redis's own keyevent notification for XADD, on pub/sub connections of
+    # their own, so no write path changes; they then read their streams with `events_after`.
+
+    async def follow_appends(
+        self, on_append: Callable[[str], None], on_ready: Callable[[], None]
+    ) -> None:
+        """Call `on_append(P)` each time an event is appended to P's stream, until cancelled.
+
+        One pub/sub connection per master: Redis publishes a keyevent notification on the node
+        that ran the write, so a cluster needs one per master. `on_ready()` once every master is
+        subscribed: events appended before that were not announced, so the caller reads them.
+        Raises StoreUnavailable when a connection fails (call again, after a pause).
+        """
+        clients: list[aioredis.Redis] = []
+        pubsubs: list[PubSub] = []
+        tasks: list[asyncio.Task[None]] = []
+        try:
+            try:
+                if isinstance(self._redis, RedisCluster):
+                    clients = [_node_client(n) for n in await _masters(self._redis)]
+                    db = 0
+                else:
+                    clients = [self._redis]
+                    db = int(self._redis.connection_pool.connection_kwargs.get("db", 0))
+                for client in clients:
+                    await _announce_appends(client)
+                    pubsub = client.pubsub(ignore_subscribe_messages=True)
+                    pubsubs.append(pubsub)
+                    await pubsub.subscribe(f"__keyevent@{db}__:xadd")
+            except _FAILURES as exc:
+                raise self._failed(exc) from exc
+            on_ready()
+            tasks = [asyncio.create_task(_relay(p, on_append)) for p in pubsubs]
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            failure = next(t.exception() for t in done if t.exception() is not None)
+            if isinstance(failure, _FAILURES):
+                raise self._failed(failure) from failure
+            raise failure  # type: ignore[misc]
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, *_FAILURES):
+                    await task
+            for pubsub in pubsubs:
+                with contextlib.suppress(*_FAILURES):
+                    await pubsub.aclose()
+            if clients and clients[0] is not self._redis:
+                for client in clients:
+                    with contextlib.suppress(*_FAILURES):
+                        await client.aclose()
+
 
 class _Batcher:
     """Coalesces the commands issued in one event-loop turn into one pipeline: one write and one
@@ -678,6 +733,57 @@ def _send_result(outcome: bytes, detail: bytes, sent: Receipt) -> SendResult:
     return SendResult(name)
 
 
+# How long a pub/sub read waits before checking the connection's health (a PING when idle).
+_PUBSUB_WAIT = 10.0
+_STREAM_KEY = (f"{PREFIX}:{{".encode(), b"}:events")
+
+
+async def _relay(pubsub: PubSub, on_append: Callable[[str], None]) -> None:
+    head, tail = _STREAM_KEY
+    while True:
+        message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=_PUBSUB_WAIT)
+        if message is None or message["type"] != "message":
+            continue
+        key: bytes = message["data"]
+        if key.startswith(head) and key.endswith(tail):
+            on_append(key[len(head) : -len(tail)].decode())
+
+
+async def _announce_appends(client: aioredis.Redis) -> None:
+    """Have Redis publish a keyevent notification for every XADD: flags `E` (keyevent) and `t`
+    (stream commands), added to whatever the server already has. A Redis that refuses CONFIG
+    (some managed ones) must be configured with `notify-keyspace-events Et` (docs/events.md)."""
+    try:
+        config = await client.config_get("notify-keyspace-events")
+    except ResponseError:
+        return
+    raw = next(iter(config.values()), b"")
+    flags = raw.decode() if isinstance(raw, bytes) else str(raw)
+    wanted = "E" + ("" if "A" in flags else "t")
+    missing = "".join(flag for flag in wanted if flag not in flags)
+    if missing:
+        await client.config_set("notify-keyspace-events", flags + missing)
+
+
+async def _masters(cluster: RedisCluster) -> list[ClusterNode]:
+    cluster = await cluster.initialize()
+    return list(cluster.get_primaries())
+
+
+def _node_client(node: ClusterNode) -> aioredis.Redis:
+    """A plain client for one cluster node, with the cluster client's credentials."""
+    options = node.connection_kwargs
+    return aioredis.Redis(
+        host=node.host,
+        port=int(node.port),
+        username=options.get("username"),
+        password=options.get("password"),
+        decode_responses=False,
+        socket_connect_timeout=2,
+        health_check_interval=30,
+    )
+
+
 def _lua(name: str) -> str:
     return (
         resources.files("channel.courier").joinpath(f"lua/{name}.lua").read_text(encoding="utf-8")
@@ -712,8 +818,8 @@ def _cluster_client(url: str, max_connections: int) -> RedisCluster:
     A failed command is retried twice (the client refreshes its slot map before each retry, so a
     slot that moved to a promoted replica is found), not redis-py's ten times: with its 5 s socket
     timeout, ten retries kept a request to a hung (not dead) master waiting 55 s, longer than the
-    client waits. Now: at most 3 x 8 s. The socket timeout must stay above the longest blocking
-    read (XREAD BLOCK for live events).
+    client waits. Now: at most 3 x 8 s. No command blocks (live events wait on pub/sub
+    connections of their own, `follow_appends`).
     """
     rest = url[len(CLUSTER_SCHEME) :].rstrip("/")
     userinfo, _, hosts = rest.rpartition("@")

@@ -376,9 +376,14 @@ def _inject_plan(inject: Inject, clocks: Clocks) -> dict[str, Any]:
 async def _watching(
     runner: Runner, seats: dict[str, str], clients: dict[str, Client], *, live: bool
 ) -> AsyncIterator[None]:
-    """Follow the live event streams of the seats people play (not at speed max: no people)."""
+    """Follow the live event streams of the seats people play (not at speed max: no people),
+    each from its position as the run starts, so nothing a person does is missed."""
     watched = [name for name, seat in seats.items() if seat in ("human", "control")] if live else []
-    tasks = [asyncio.create_task(_watch(runner, name, clients[name])) for name in watched]
+    positions = {name: await _position(runner, name, clients[name]) for name in watched}
+    tasks = [
+        asyncio.create_task(_watch(runner, name, clients[name], positions[name]))
+        for name in watched
+    ]
     try:
         yield
     finally:
@@ -389,11 +394,20 @@ async def _watching(
                 await task
 
 
-async def _watch(runner: Runner, party: str, client: Client) -> None:
-    """`watch` reconnects by itself; what it cannot survive (a receipt that is not the courier's)
-    goes into the log rather than silently ending the watch."""
+async def _position(runner: Runner, party: str, client: Client) -> str | None:
     try:
-        async for event in client.watch():
+        return await client.event_position()
+    except ChannelError as exc:
+        # Watching still starts (from its first connection's position), and the log says why.
+        runner.failed(party, "find its event stream's position", exc)
+        return None
+
+
+async def _watch(runner: Runner, party: str, client: Client, position: str | None) -> None:
+    """`watch` reconnects by itself, carrying its position; what it cannot survive (a receipt
+    that is not the courier's) goes into the log rather than silently ending the watch."""
+    try:
+        async for event in client.watch(position):
             await runner.queue.put((party, event))
     except ChannelError as exc:
         runner.failed(party, "follow its live events", exc)

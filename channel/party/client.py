@@ -11,6 +11,7 @@ retried on connection failures, so a letter whose acknowledgement was lost is ne
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from datetime import timedelta
@@ -324,34 +325,40 @@ class Client:
     # --- live events ---------------------------------------------------------------------------
 
     async def events(
-        self, last_event_id: str | None = None, *, on_gap: Callable[[], None] | None = None
+        self,
+        last_event_id: str | None = None,
+        *,
+        on_gap: Callable[[], None] | None = None,
+        on_position: Callable[[str], None] | None = None,
     ) -> AsyncGenerator[LiveEvent, None]:
-        """Your live events over one connection, from after `last_event_id` (or from now).
+        """Your live events over one connection, from after `last_event_id` (or from where the
+        stream stands when it connects).
 
         Ends when the courier closes the stream (it asks clients to come back: see `watch`).
-        Events are thin: read a letter's status for its signed receipts. `on_gap` is called if
-        events you missed were already trimmed from the courier's capped stream: resync from
-        inbox and outbox.
+        Events are thin: read a letter's status for its signed receipts. `on_position` is told
+        where the stream starts (the courier's first word, `ready`): resume from there and nothing
+        sent after you connected is missed. `on_gap` is called if events you missed were already
+        trimmed from the courier's capped stream: resync from inbox and outbox.
         """
-        url = f"{self.base_url}/v1/events"
-        headers = sign_request(self.me.name, self.me.signing, "GET", url, b"")
-        if last_event_id:
-            headers["Last-Event-ID"] = last_event_id
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=_EVENTS_SILENCE)
-        try:
-            async with self._ensure_session().get(url, headers=headers, timeout=timeout) as reply:
-                if reply.status >= 400:
-                    raise _problem(reply.status, await reply.read())
-                async for kind, event_id, data in _server_sent_events(reply.content):
-                    if kind == "reset" and on_gap is not None:
-                        on_gap()
-                    if kind != "event":
-                        continue
-                    # Thin: the signed receipt it names is checked when its status is read.
-                    yield LiveEvent.model_validate_json(data).model_copy(update={"id": event_id})
-        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError) as exc:
-            broke = f"the event stream from {self.base_url} broke: {_why(exc)}"
-            raise ServerUnreachable(broke) from None
+        async with contextlib.aclosing(self._event_stream(last_event_id)) as stream:
+            async for kind, event_id, data in stream:
+                if kind == "ready" and on_position is not None:
+                    on_position(event_id)
+                if kind == "reset" and on_gap is not None:
+                    on_gap()
+                if kind != "event":
+                    continue
+                # Thin: the signed receipt it names is checked when its status is read.
+                yield LiveEvent.model_validate_json(data).model_copy(update={"id": event_id})
+
+    async def event_position(self) -> str:
+        """Where your event stream stands now: `watch(position)` later misses nothing sent after
+        this call (the exercise runner takes it as a run starts)."""
+        async with contextlib.aclosing(self._event_stream(None)) as stream:
+            async for kind, event_id, _ in stream:
+                if kind == "ready":
+                    return event_id
+        raise ServerUnreachable(f"the event stream from {self.base_url} ended before it started")
 
     async def watch(
         self,
@@ -361,17 +368,44 @@ class Client:
         max_backoff: float = 10.0,
     ) -> AsyncGenerator[LiveEvent, None]:
         """Your live events for as long as you iterate: reconnects by itself, with backoff,
-        resuming after the last event it gave you, so nothing is missed or repeated."""
+        resuming after the last event it gave you (or, before the first, from where its first
+        connection started), so nothing is missed or repeated."""
+        position = last_event_id
+
+        def started_at(event_id: str) -> None:
+            nonlocal position
+            position = event_id
+
         backoff = _RECONNECT
         while True:
             try:
-                async for event in self.events(last_event_id, on_gap=on_gap):
-                    last_event_id, backoff = event.id, _RECONNECT
+                async for event in self.events(position, on_gap=on_gap, on_position=started_at):
+                    position, backoff = event.id, _RECONNECT
                     yield event
             except (ServerUnreachable, StoreUnavailable, RateLimited) as exc:
                 log.info("event_stream_lost", error=exc.detail, retry_in=backoff)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, max_backoff)
+
+    async def _event_stream(
+        self, last_event_id: str | None
+    ) -> AsyncGenerator[tuple[str, str, str], None]:
+        """(event type, id, data) for each event of one stream; connection failures become
+        ServerUnreachable, refusals the typed error."""
+        url = f"{self.base_url}/v1/events"
+        headers = sign_request(self.me.name, self.me.signing, "GET", url, b"")
+        if last_event_id:
+            headers["Last-Event-ID"] = last_event_id
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=_EVENTS_SILENCE)
+        try:
+            async with self._ensure_session().get(url, headers=headers, timeout=timeout) as reply:
+                if reply.status >= 400:
+                    raise _problem(reply.status, await reply.read())
+                async for item in _server_sent_events(reply.content):
+                    yield item
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError) as exc:
+            broke = f"the event stream from {self.base_url} broke: {_why(exc)}"
+            raise ServerUnreachable(broke) from None
 
     # --- transport -----------------------------------------------------------------------------
 

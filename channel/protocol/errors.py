@@ -178,6 +178,12 @@ class RateLimited(ChannelError):
         return max(1, -(-self.retry_after_ms // 1000))
 
 
+class TooManyStreams(RateLimited):
+    """The party (or the courier as a whole) holds as many live event streams as it may."""
+
+    code, title = "too_many_streams", "Too many event streams"
+
+
 class StoreUnavailable(ChannelError):
     """The courier cannot reach its Redis store."""
 

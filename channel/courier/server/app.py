@@ -19,8 +19,7 @@ from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import ValidationError
 
-from channel.courier.server import limits, metrics
-from channel.courier.server.events import CLOSING, STREAMS, close_streams, events_endpoint
+from channel.courier.server import events, limits, metrics
 from channel.courier.server.routes import ROUTES, Call, Route, check_query
 from channel.courier.service import Courier
 from channel.courier.settings import Settings
@@ -62,10 +61,8 @@ def create_app(
     app.cleanup_ctx.append(_courier_context(redis_url, courier_key, sweeper=sweeper))
     for route in ROUTES:
         app.router.add_route(route.method, route.path, _endpoint(route))
-    app[STREAMS] = set()
-    app[CLOSING] = asyncio.Event()
-    app.on_shutdown.append(close_streams)
-    app.router.add_get("/v1/events", events_endpoint)
+    events.install(app, settings, redis_url)
+    app.router.add_route(events.EVENTS.method, events.EVENTS.path, _endpoint(events.EVENTS))
     app.router.add_get("/openapi.json", _openapi)
     app.router.add_get("/readyz", _ready)
     app.router.add_get("/metrics", metrics.serve_metrics)
@@ -156,8 +153,8 @@ async def _sweep_forever(courier: Courier, interval: float) -> None:
             raise asyncio.CancelledError
 
 
-def _endpoint(route: Route) -> Callable[[web.Request], Awaitable[web.Response]]:
-    async def handle(request: web.Request) -> web.Response:
+def _endpoint(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def handle(request: web.Request) -> web.StreamResponse:
         check_query(request.query, route.query)
         courier = request.app[COURIER]
         raw = await request.read() if request.body_exists else b""
@@ -168,10 +165,12 @@ def _endpoint(route: Route) -> Callable[[web.Request], Awaitable[web.Response]]:
             if not route.claims_nonce:
                 await limits.admit(courier.store, request.app[SETTINGS], signed)
         body = _parse(route.request, raw) if route.request is not None else None
-        call = Call(courier, signed, body, request.match_info, request.query, view, raw)
+        call = Call(courier, signed, body, request.match_info, request.query, view, raw, request)
         if "letter_id" in request.match_info:
             structlog.contextvars.bind_contextvars(letter_id=request.match_info["letter_id"])
         reply = await route.handler(call)
+        if isinstance(reply, web.StreamResponse):
+            return reply
         model, status = reply if isinstance(reply, tuple) else (reply, route.status)
         return _json(model, status)
 

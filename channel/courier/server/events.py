@@ -2,97 +2,170 @@
 
 Each party's events sit in a capped Redis stream, so a client that reconnects with
 `Last-Event-ID` gets everything since, in order, exactly once, from whichever replica it reaches.
-The handler blocks on the stream itself (XREAD BLOCK), so an event written through one replica
-wakes watchers on every other. On shutdown every open stream gets a retry hint and is closed.
+A stream opened without one starts at the stream's position at connect time, and says so first
+(`event: ready` with that position as its id), so a client that carries it across reconnects
+misses nothing sent after it connected. The worker's hub (server/hub.py) wakes a stream when its
+party's stream grows; an idle stream holds no Redis connection and gets a keep-alive comment
+every `event_ping_seconds`. The route is admitted like every other signed route (`_endpoint`:
+signature, rate limit, nonce), then by the hub's caps on streams. On shutdown every open stream
+gets a retry hint and is closed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
+from collections.abc import AsyncIterator
 
 import structlog
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse, sse_response
 
-from channel.courier.server import limits, metrics
-from channel.courier.server.routes import AFTER, check_query
-from channel.courier.service import Courier
-from channel.protocol.errors import StoreUnavailable
-from channel.protocol.httpsig import RequestView
+from channel.courier.server import metrics
+from channel.courier.server.hub import Hub, Watcher
+from channel.courier.server.routes import AFTER, Call, Route
+from channel.courier.settings import Settings
+from channel.courier.store import Store
+from channel.protocol.errors import BadRequest, RateLimited, StoreUnavailable, TooManyStreams
+from channel.protocol.models import LiveEvent
 
 log = structlog.get_logger("channel.events")
 
-STREAMS = web.AppKey("event_streams", set[EventSourceResponse])
-CLOSING = web.AppKey("event_streams_closing", asyncio.Event)
-BLOCK_MS = 5_000
+HUB = web.AppKey("event_hub", Hub)
+# Each open stream and its request: the reaper looks at the request's transport.
+STREAMS = web.AppKey("event_streams", dict[EventSourceResponse, web.Request])
+PING_SECONDS = web.AppKey("event_ping_seconds", float)
 RETRY_MS = 1_000  # the reconnection delay a client is asked to use
-PING_SECONDS = 15.0
+COUNT = 100  # events read per Redis call; a watcher further behind reads again at once
+# How often the reaper looks for streams whose watcher hung up. aiohttp does not tell a handler
+# that its client left (nor should it cancel handlers: sends must not stop half way), and an idle
+# stream would only find out at its next ping; meanwhile it would hold a place under the caps.
+REAP_SECONDS = 1.0
 
 
-async def events_endpoint(request: web.Request) -> web.StreamResponse:
-    from channel.courier.server.app import COURIER, SETTINGS
-
-    check_query(request.query, (AFTER,))
-    courier: Courier = request.app[COURIER]
-    view = RequestView(request.method, f"http://courier{request.raw_path}", dict(request.headers))
-    signed = await courier.authenticate(view, b"")
-    await limits.admit(courier.store, request.app[SETTINGS], signed)
-    structlog.contextvars.bind_contextvars(party=signed.party)
-    given = request.headers.get("Last-Event-ID") or request.query.get("after")
-    cursor, trimmed = await courier.event_cursor(signed.party, given)
-    streams = request.app[STREAMS]
-    if request.transport is None:
-        # The watcher hung up while we looked up its cursor: there is no one to stream to (and
-        # aiohttp-sse would trip on the missing transport). It resumes when it comes back.
-        return web.Response(status=204)
-    async with sse_response(request, ping_interval=PING_SECONDS) as stream:
-        streams.add(stream)
-        metrics.stream_opened()
-        log.info("event_stream_opened", resumed_from=given)
-        try:
-            if trimmed:
-                # Events the client missed were trimmed from the capped stream: it must resync
-                # from its inbox and outbox before trusting the stream again.
-                await stream.send(json.dumps({"resync": True}), event="reset", retry=RETRY_MS)
-            await _pump(courier, signed.party, cursor, stream, request.app[CLOSING])
-        except ConnectionError:
-            pass  # the watcher went away; it resumes from its last event id when it comes back
-        except StoreUnavailable as exc:
-            # The client reconnects (to any replica) and resumes from its last event id.
-            log.warning("event_stream_store_failed", error=exc.detail)
-        finally:
-            streams.discard(stream)
-            metrics.stream_closed()
-            log.info("event_stream_closed")
-    return stream
+async def stream_events(call: Call) -> web.StreamResponse:
+    request = call.request
+    hub = request.app[HUB]
+    given = request.headers.get("Last-Event-ID") or call.query.get("after")
+    watcher = hub.admit(call.party)  # before any Redis read: a refused stream costs nothing
+    try:
+        cursor, trimmed = await call.courier.event_cursor(call.party, given)
+        if request.transport is None:
+            # The watcher hung up while we looked up its cursor: there is no one to stream to
+            # (and aiohttp-sse would trip on the missing transport). It resumes when it is back.
+            return web.Response(status=204)
+        async with sse_response(request, ping_interval=request.app[PING_SECONDS]) as stream:
+            await _serve(request, hub, watcher, stream, cursor, given, trimmed)
+        return stream
+    finally:
+        hub.leave(watcher)
 
 
-async def _pump(
-    courier: Courier, party: str, cursor: str, stream: EventSourceResponse, closing: asyncio.Event
+async def _serve(
+    request: web.Request,
+    hub: Hub,
+    watcher: Watcher,
+    stream: EventSourceResponse,
+    cursor: str,
+    given: str | None,
+    trimmed: bool,
 ) -> None:
-    while stream.is_connected() and not closing.is_set():
-        read = asyncio.ensure_future(courier.events(party, cursor, block_ms=BLOCK_MS))
-        stop = asyncio.ensure_future(closing.wait())
-        await asyncio.wait({read, stop}, return_when=asyncio.FIRST_COMPLETED)
-        stop.cancel()
-        if not read.done():
-            read.cancel()  # shutting down: do not wait out the blocking read
-            with contextlib.suppress(asyncio.CancelledError, StoreUnavailable):
-                await read
-            return
-        for event_id, data in read.result():
-            await stream.send(data.decode(), id=event_id, event="event")
-            cursor = event_id
+    streams = request.app[STREAMS]
+    streams[stream] = request
+    metrics.stream_opened()
+    log.info("event_stream_opened", resumed_from=given, position=cursor)
+    try:
+        # First the position the stream starts from, as an event id: a client that was given
+        # none resumes from here after a reconnect, so nothing sent after it connected is missed.
+        await stream.send("{}", id=cursor, event="ready")
+        if trimmed:
+            # Events the client missed were trimmed from the capped stream: it must resync
+            # from its inbox and outbox before trusting the stream again.
+            await stream.send('{"resync": true}', event="reset", retry=RETRY_MS)
+        await _pump(hub, watcher, cursor, stream)
+    except (ConnectionError, TimeoutError):
+        pass  # the watcher went away (or stalled); it resumes from its last event id
+    except StoreUnavailable as exc:
+        # The client reconnects (to any replica) and resumes from its last event id.
+        log.warning("event_stream_store_failed", error=exc.detail)
+    finally:
+        streams.pop(stream, None)
+        metrics.stream_closed()
+        log.info("event_stream_closed")
+
+
+async def _pump(hub: Hub, watcher: Watcher, cursor: str, stream: EventSourceResponse) -> None:
+    """Send what the party's stream holds past `cursor`, then sleep until the hub says it grew
+    (or the stream ends: the watcher left, or the courier is stopping)."""
+    ended = asyncio.ensure_future(stream.wait())
+    ended.add_done_callback(lambda _: watcher.wake.set())
+    try:
+        while stream.is_connected():
+            watcher.wake.clear()  # before reading: an append announced during the read wakes us
+            entries = await hub.read(watcher.party, cursor, COUNT)
+            for event_id, data in entries:
+                await stream.send(data.decode(), id=event_id, event="event")
+                cursor = event_id
+            if len(entries) < COUNT:
+                await watcher.wake.wait()
+    finally:
+        ended.cancel()
 
 
 async def close_streams(app: web.Application) -> None:
     """On shutdown: tell every watcher to come back (to another replica) in a second."""
-    app[CLOSING].set()
-    streams: set[EventSourceResponse] = app[STREAMS]
+    streams = app[STREAMS]
     for stream in list(streams):
-        with contextlib.suppress(ConnectionError, RuntimeError):
+        with contextlib.suppress(ConnectionError, RuntimeError, TimeoutError):
             await stream.send("", event="shutdown", retry=RETRY_MS)
         stream.stop_streaming()
     await asyncio.sleep(0)
+
+
+EVENTS = Route(
+    "GET",
+    "/v1/events",
+    stream_events,
+    "Your live events as Server-Sent Events",
+    LiveEvent,
+    errors=(BadRequest, RateLimited, TooManyStreams, StoreUnavailable),
+    query=(AFTER,),
+)
+
+
+async def _reap(streams: dict[EventSourceResponse, web.Request]) -> None:
+    """End the streams whose watcher hung up, so their places under the caps come free."""
+    while True:
+        await asyncio.sleep(REAP_SECONDS)
+        for stream, request in list(streams.items()):
+            transport = request.transport
+            if transport is None or transport.is_closing():
+                stream.stop_streaming()
+
+
+def install(app: web.Application, settings: Settings, redis_url: str) -> None:
+    """The hub (with a store of its own), its caps, and shutdown; the route is added by the app
+    through `_endpoint`, like every other signed route."""
+    app[STREAMS] = {}
+    app[PING_SECONDS] = settings.event_ping_seconds
+
+    async def hub(app: web.Application) -> AsyncIterator[None]:
+        store = Store.from_url(redis_url)
+        store.on_failure = metrics.count_redis_error
+        app[HUB] = Hub(
+            store,
+            per_party=settings.event_streams_per_party,
+            total=settings.event_streams_per_worker,
+        )
+        app[HUB].start()
+        reaper = asyncio.create_task(_reap(app[STREAMS]))
+        try:
+            yield
+        finally:
+            reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reaper
+            await app[HUB].stop()
+
+    app.cleanup_ctx.append(hub)
+    app.on_shutdown.append(close_streams)

@@ -20,7 +20,7 @@ from pydantic.json_schema import models_json_schema
 from channel import __version__
 from channel.courier.server.routes import AFTER, ALWAYS, PATH_PATTERNS, ROUTES, SIGNED, Param, Route
 from channel.protocol import httpsig
-from channel.protocol.errors import ChannelError
+from channel.protocol.errors import ChannelError, TooManyStreams
 from channel.protocol.models import LiveEvent, Wire
 
 _REF = "#/components/schemas/{model}"
@@ -239,9 +239,11 @@ def _events_operation() -> dict[str, Any]:
     return {
         "operationId": "events",
         "summary": (
-            "Your live events as Server-Sent Events (event `event`, data LiveEvent JSON, id the "
-            "stream id); resume with Last-Event-ID; `reset` means missed events were trimmed; "
-            "`shutdown` carries a retry hint"
+            "Your live events as Server-Sent Events: first `ready` (id: the position the stream "
+            "starts from), then `event` for each event (data LiveEvent JSON, id the stream id), "
+            "`: ping` comments while idle; resume with Last-Event-ID; `reset` means missed events "
+            "were trimmed; `shutdown` carries a retry hint. 429 `too_many_streams` (with "
+            "Retry-After) past the per-party or courier-wide cap on open streams"
         ),
         "security": [{"httpMessageSignature": []}],
         "parameters": [
@@ -261,7 +263,7 @@ def _events_operation() -> dict[str, Any]:
                     "text/event-stream": {"schema": {"$ref": _REF.format(model="LiveEvent")}}
                 },
             },
-            **_problems([*ALWAYS, *SIGNED]),
+            **_problems([*ALWAYS, *SIGNED, TooManyStreams]),
         },
     }
 

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from aiohttp import web
 from multidict import MultiMapping
 
 from channel import __version__
@@ -25,6 +26,7 @@ from channel.protocol.errors import (
     LetterExpired,
     LetterIdConflict,
     NameTaken,
+    Overloaded,
     PayloadTooLarge,
     RateLimited,
     RegistrationClosed,
@@ -115,6 +117,7 @@ class Call:
     query: Mapping[str, str]
     view: RequestView
     raw: bytes
+    request: web.Request  # for a handler that streams its answer (server/events.py)
 
     @property
     def party(self) -> str:
@@ -139,7 +142,7 @@ class Call:
         return None if given is None else check_letter_id(given)
 
 
-Reply = Wire | tuple[Wire, int]
+Reply = Wire | tuple[Wire, int] | web.StreamResponse
 Handler = Callable[[Call], Awaitable[Reply]]
 
 
@@ -342,8 +345,9 @@ ROUTES: tuple[Route, ...] = (
     ),
 )
 
-# Errors every route may answer with, and those every signed route may answer with.
-ALWAYS: tuple[type[ChannelError], ...] = (BadRequest, PayloadTooLarge)
+# Errors every route may answer with (503 `overloaded`: more requests in flight than the worker
+# takes), and those every signed route may answer with.
+ALWAYS: tuple[type[ChannelError], ...] = (BadRequest, PayloadTooLarge, Overloaded)
 SIGNED: tuple[type[ChannelError], ...] = (
     Unauthenticated,
     Replayed,
