@@ -430,7 +430,7 @@ def side_by_side(bench: Bench, args: argparse.Namespace) -> None:
 
 def _summary(runs: dict[str, list[Closed]]) -> None:
     def median(name: str, field: str) -> float:
-        return statistics.median(getattr(run, field) for run in runs[name])
+        return float(statistics.median(getattr(run, field) for run in runs[name]))
 
     ratios = [c.rate / r.rate for r, c in zip(runs["relay"], runs["courier"], strict=True)]
     rows = [
@@ -524,6 +524,7 @@ def _stop_watchers(process: multiprocessing.process.BaseProcess, pipe: Any) -> W
         raise SystemExit("the watchers did not report")
     _, watched = pipe.recv()
     process.join(10)
+    assert isinstance(watched, Watched)
     return watched
 
 

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -161,7 +161,9 @@ async def seconds_until_cut_off(raw: Raw, data: bytes, step: int, pause: float) 
 
 
 @contextlib.contextmanager
-def no_server_errors(caplog: pytest.LogCaptureFixture) -> Iterator[list[dict[str, Any]]]:
+def no_server_errors(
+    caplog: pytest.LogCaptureFixture,
+) -> Iterator[list[MutableMapping[str, Any]]]:
     """Capture the courier's structured logs; after the block, none is an error or a 500."""
     with caplog.at_level(logging.WARNING), capture_logs() as logs:
         yield logs
@@ -170,7 +172,7 @@ def no_server_errors(caplog: pytest.LogCaptureFixture) -> Iterator[list[dict[str
     assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
 
 
-async def logged(logs: list[dict[str, Any]], event: str) -> dict[str, Any]:
+async def logged(logs: list[MutableMapping[str, Any]], event: str) -> MutableMapping[str, Any]:
     """The first log entry for `event`, waiting for it a bounded time."""
     for _ in range(int(WAIT * 20)):
         found = [entry for entry in logs if entry["event"] == event]

@@ -63,17 +63,21 @@ async def letter_key(redis: aioredis.Redis, letter_id: str) -> bytes:
     """The one Redis key holding this letter's hash (found by scanning, not by layout)."""
     keys = [k async for k in redis.scan_iter(match=f"*:letter:{letter_id}")]
     assert len(keys) == 1, keys
-    return keys[0]
+    return bytes(keys[0])
 
 
 async def stored_ciphertext(redis: aioredis.Redis, letter_id: str) -> bytes | None:
     """The letter's ciphertext as stored (in a key of its own), or None once released."""
     keys = [k async for k in redis.scan_iter(match=f"*:ct:{letter_id}")]
-    return await redis.get(keys[0]) if keys else None
+    stored = await redis.get(keys[0]) if keys else None
+    assert stored is None or isinstance(stored, bytes)
+    return stored
 
 
 async def stored_state(redis: aioredis.Redis, letter_id: str) -> State:
-    return State((await redis.hget(await letter_key(redis, letter_id), "state")).decode())
+    state = await redis.hget(await letter_key(redis, letter_id), "state")
+    assert isinstance(state, bytes)
+    return State(state.decode())
 
 
 def events(receipts: list[Receipt]) -> list[State]:

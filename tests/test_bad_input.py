@@ -69,7 +69,8 @@ async def ctx(director: Client, quds: Client) -> Ctx:
 
 
 def _json(letter: SealedLetter) -> dict[str, Any]:
-    return json.loads(letter.model_dump_json(exclude_none=True))
+    parsed: dict[str, Any] = json.loads(letter.model_dump_json(exclude_none=True))
+    return parsed
 
 
 def _send(ctx: Ctx, body: bytes | dict[str, Any], keys: PartyKeys | None = None) -> Request:

@@ -57,7 +57,10 @@ class Shell:
     server: str
 
     async def __call__(self, *args: str, input: str | None = None, **env: str | None) -> Result:
-        environment = {"CHANNEL_HOME": str(self.home), "CHANNEL_SERVER": self.server}
+        environment: dict[str, str | None] = {
+            "CHANNEL_HOME": str(self.home),
+            "CHANNEL_SERVER": self.server,
+        }
         environment |= {"CHANNEL_PASSPHRASE": None} | env
         runner = CliRunner()
         return await asyncio.to_thread(
@@ -509,7 +512,9 @@ async def test_invitation_is_stored_as_a_hash(
     )
     keys = [key async for key in redis.scan_iter(match="*invite*")]
     assert len(keys) == 1
-    assert minted["token"].encode() not in await redis.get(keys[0])
+    stored = await redis.get(keys[0])
+    assert isinstance(stored, bytes)
+    assert minted["token"].encode() not in stored
     assert 7000 < await redis.ttl(keys[0]) <= 7200
 
 

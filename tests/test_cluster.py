@@ -440,10 +440,10 @@ async def test_a_crash_after_the_senders_cluster_script_leaves_only_a_skipped_en
             await courier.register(RegisterRequest(**keys.public().model_dump()))
         letter = _sealed_for(director, quds, "the courier dies after the sender's slot")
         env = letter.envelope
-        keys = [f"bc:{{{director.name}}}:{suffix}" for suffix in ("sent", "outbox")]
-        keys += [f"bc:{{{director.name}}}:letter:{env.id}", f"bc:{{{director.name}}}:nonce:n1"]
-        keys += [f"bc:{{{director.name}}}:bucket"]
-        filed = await store._run("reserve_outbox", keys, [env.id, quds.name, 1, 120_000, 0, 0, 0])
+        names = [f"bc:{{{director.name}}}:{suffix}" for suffix in ("sent", "outbox")]
+        names += [f"bc:{{{director.name}}}:letter:{env.id}", f"bc:{{{director.name}}}:nonce:n1"]
+        names += [f"bc:{{{director.name}}}:bucket"]
+        filed = await store._run("reserve_outbox", names, [env.id, quds.name, 1, 120_000, 0, 0, 0])
         assert filed == [b"new"]
         assert await courier.outbox(director.name, 10) == []
         receipt, created = await courier.send(SignedBy(director.name, new_letter_id()), letter)

@@ -190,7 +190,8 @@ def k8s(kind: str) -> dict[str, Any]:
         if doc.get("kind") == kind
     ]
     assert found, f"no {kind} in deploy/k8s"
-    return found[0]
+    doc: dict[str, Any] = found[0]
+    return doc
 
 
 # --- the stand-in image: the builder's steps in a temp dir -----------------------------------

@@ -218,7 +218,7 @@ class Browser:
         while True:
             text = await self.run(self._first_text, css)
             if text is not None and fragment in text:
-                return text
+                return str(text)
             if time.monotonic() > deadline:
                 raise AssertionError(f"{css!r} never showed {fragment!r}: {await self.text()}")
             await asyncio.sleep(0.2)

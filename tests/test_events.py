@@ -216,10 +216,10 @@ async def test_a_client_behind_the_capped_stream_is_told_to_resync(
     sealed, _ = await director.send_letter(QUDS, "first")
     (first,) = await take(quds, 1, after="0-0")
     stream = f"bc:{{{QUDS}}}:events"
-    template = (await redis.xrange(stream))[0][1]
+    template = (await redis.xrange(stream))[0][1]  # type: ignore[index]
     pipe = redis.pipeline(transaction=False)
     for _ in range(EVENTS_MAXLEN + 500):
-        pipe.xadd(stream, template, maxlen=EVENTS_MAXLEN, approximate=True)
+        pipe.xadd(stream, template, maxlen=EVENTS_MAXLEN, approximate=True)  # type: ignore[arg-type,unused-awaitable]
     await pipe.execute()
     gaps: list[bool] = []
     async with aclosing(quds.events("0-1", on_gap=lambda: gaps.append(True))) as events:

@@ -146,7 +146,11 @@ class Spec:
 
 
 def _flip(header: str, at: int) -> str:
-    """`header` with the base64 character at `at` changed."""
+    """`header` with the base64 character at `at` changed (its last one if it is shorter: an
+    earlier tampering may have emptied it)."""
+    if not header:
+        return "A"
+    at = min(at, len(header) - 1)
     return header[:at] + ("A" if header[at] != "A" else "B") + header[at + 1 :]
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import AsyncExitStack, aclosing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,7 +70,7 @@ class Spells:
     idle: asyncio.Task[dict[str, Any]]
     away: asyncio.Task[tuple[list[LiveEvent], str]]
     person: asyncio.Task[tuple[list[dict[str, Any]], str]]
-    logs: list[dict[str, Any]] = field(default_factory=list)
+    logs: list[MutableMapping[str, Any]] = field(default_factory=list)
     redis_errors_before: float = 0.0
 
 

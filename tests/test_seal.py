@@ -256,7 +256,7 @@ def _forge(
         recipient_key=sha256_hex(recipient.public().encryption_key),
         ciphertext_sha256=sha256_hex(ciphertext),
         ciphertext_size=len(ciphertext),
-        **identity,
+        **identity,  # type: ignore[arg-type]  # the id and names, as strings
     )
     seal = sender.sign(CTX_ENVELOPE, envelope.signable())
     return SealedLetter(envelope=envelope, seal=seal, ciphertext=ciphertext)

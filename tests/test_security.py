@@ -227,7 +227,7 @@ def _crafted(
 ) -> dict[str, str]:
     """Headers signed by `keys` with chosen coverage, nonce and tag (what a sloppy client does)."""
     view = RequestView(method, url, {})
-    signer = HTTPMessageSigner(signature_algorithm=algorithms.ED25519, key_resolver=_Resolver(keys))
+    signer = HTTPMessageSigner(signature_algorithm=algorithms.ED25519, key_resolver=_Resolver(keys))  # type: ignore[arg-type]
     digest_covered = "content-digest" in covered
     signer.sign(
         view,
@@ -239,9 +239,10 @@ def _crafted(
         covered_component_ids=covered,
         body=body if digest_covered else None,
     )
+    headers = dict(view.headers)
     if body:
-        view.headers["Content-Type"] = "application/json"
-    return view.headers
+        headers["Content-Type"] = "application/json"
+    return headers
 
 
 class _Resolver:

@@ -535,7 +535,7 @@ REQUEST = V["request"]
 
 
 def request_path() -> str:
-    return "/" + REQUEST["url"].split("/", 3)[3]
+    return "/" + str(REQUEST["url"]).split("/", 3)[3]
 
 
 def freeze_signature_clock(monkeypatch: pytest.MonkeyPatch, moment: datetime.datetime) -> None:
@@ -564,7 +564,7 @@ def verify_vector(
     body = utf8(REQUEST["body"]) if body is None else body
     view = courier_view(dict(REQUEST["headers"] if headers is None else headers), path)
     signed = verify_request(view, body, {REQUEST["party"]: public("recipient")}.get)
-    return signed.nonce == REQUEST["nonce"]
+    return bool(signed.nonce == REQUEST["nonce"])
 
 
 def created() -> datetime.datetime:
