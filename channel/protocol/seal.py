@@ -293,11 +293,6 @@ def sign_receipt(
     return unsigned.model_copy(update={"signature": signature})
 
 
-def verify_receipt(courier_key: bytes, receipt: Receipt) -> bool:
-    """Is this receipt signed by the courier? (One receipt alone; `verify_chain` checks a chain.)"""
-    return verify_signature(courier_key, receipt.signature, CTX_RECEIPT, receipt.body_bytes())
-
-
 @dataclass(frozen=True)
 class Finding:
     """One piece of a letter's evidence, checked: the seal, a receipt, the status's id or state."""
