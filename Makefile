@@ -41,7 +41,7 @@ bench: $(STAMP)
 docs: $(STAMP)
 	$(BIN)/python -m channel.courier.server.openapi --markdown > docs/api.md
 	$(BIN)/python docs/make_vectors.py
-	$(BIN)/channel exercise schema --output channel/exercise/schema.json
+	$(BIN)/channel exercise schema --output channel/exercise/author/schema.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -713,9 +713,9 @@ def _scale_rows(bench: Bench, store: str, replicas: list[str]) -> None:
 
 def exercises() -> None:
     """Bundled scenarios at speed max: the CLI end to end, and the play alone, in-process."""
+    from channel.exercise.author.scenario import bundled_dir, load_scenario
     from channel.exercise.eventlog import read_log
-    from channel.exercise.play import RunOptions, play
-    from channel.exercise.scenario import bundled_dir, load_scenario
+    from channel.exercise.run.play import RunOptions, play
     from channel.logs import configure_logging
 
     configure_logging("console", "error")

@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 import yaml
 
-from channel.exercise.analysis import analyse
 from channel.exercise.eventlog import read_log
-from channel.exercise.report import render_markdown, write_reports
-from channel.exercise.report_html import render_html
+from channel.exercise.report.analysis import analyse
+from channel.exercise.report.html import render_html
+from channel.exercise.report.render import render_markdown, write_reports
 from tests.test_exercise_cli import CHANNEL
 from tests.test_exercise_figures import play as play_figures
 from tests.test_exercise_report import A, C, Elements, play

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from channel.exercise.analysis import AfterAction, analyse
 from channel.exercise.eventlog import EventLog, read_log
-from channel.exercise.report_html import CSS
-from channel.exercise.svg import letters_chart, open_chart, swimlanes, wrap
+from channel.exercise.report.analysis import AfterAction, analyse
+from channel.exercise.report.html import CSS
+from channel.exercise.report.svg import letters_chart, open_chart, swimlanes, wrap
 from channel.protocol.lifecycle import State
 from tests.test_exercise_figures import ENDED, news, table_evidence
 from tests.test_exercise_report import (

@@ -114,7 +114,7 @@ def test_run_refuses_people_at_speed_max(small: Path, tmp_path: Path) -> None:
 
 def test_msel_round_trip_through_the_command_line(small: Path, tmp_path: Path) -> None:
     """export-msel then import-msel gives back a scenario with the same injects."""
-    from channel.exercise.scenario import load_scenario
+    from channel.exercise.author.scenario import load_scenario
 
     sheet = tmp_path / "msel.csv"
     exported = channel("exercise", "export-msel", str(small), "--output", str(sheet))

@@ -10,12 +10,8 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from channel.exercise.bots import Bot, Letter, sample
-from channel.exercise.clock import Clocks
-from channel.exercise.eventlog import EventLog, LogError, Stamp, read_log
-from channel.exercise.expectations import Expectations, letter_facts, receipt_fact
-from channel.exercise.live import LiveView
-from channel.exercise.scenario import (
+from channel.exercise.author.clock import Clocks
+from channel.exercise.author.scenario import (
     Check,
     Clock,
     Expectation,
@@ -25,6 +21,10 @@ from channel.exercise.scenario import (
     parse_duration,
     parse_offset,
 )
+from channel.exercise.eventlog import EventLog, LogError, Stamp, read_log
+from channel.exercise.run.bots import Bot, Letter, sample
+from channel.exercise.run.expectations import Expectations, letter_facts, receipt_fact
+from channel.exercise.run.live import LiveView
 from tests.test_exercise_run import SMALL
 
 CLOCK = Clock.model_validate(
@@ -188,7 +188,7 @@ def test_distributions_sample_within_their_shapes() -> None:
     """Fixed is fixed; uniform stays in range; exponential and lognormal are positive."""
     import random
 
-    from channel.exercise.scenario import Latency
+    from channel.exercise.author.scenario import Latency
 
     latency = Latency.model_validate(
         {

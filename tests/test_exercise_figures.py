@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from channel.exercise.analysis import AfterAction, analyse
+from channel.exercise.author.scenario import Scenario
 from channel.exercise.eventlog import EventLog, read_log
-from channel.exercise.live import LiveView
-from channel.exercise.report import render_markdown
-from channel.exercise.scenario import Scenario
+from channel.exercise.report.analysis import AfterAction, analyse
+from channel.exercise.report.render import render_markdown
+from channel.exercise.run.live import LiveView
 from channel.exercise.tally import describe_ended
 from channel.protocol.lifecycle import State
 from tests.test_exercise_report import A, B, C, Tabletop, as_is, inject, run_started_data

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from channel.exercise.lint import lint, lint_file
-from channel.exercise.scenario import Problem, bundled_dir, load_scenario
+from channel.exercise.author.lint import lint, lint_file
+from channel.exercise.author.scenario import Problem, bundled_dir, load_scenario
 
 HEADER = """\
 title: Lint test

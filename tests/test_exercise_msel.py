@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from channel.exercise.msel import COLUMNS, export_msel, import_msel, scenario_yaml
-from channel.exercise.scenario import (
+from channel.exercise.author.msel import COLUMNS, export_msel, import_msel, scenario_yaml
+from channel.exercise.author.scenario import (
     Scenario,
     ScenarioError,
     bundled_dir,

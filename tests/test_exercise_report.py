@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from channel.exercise.analysis import AfterAction, analyse
 from channel.exercise.eventlog import EventLog, LogError, Stamp, read_log
-from channel.exercise.report import render_json, render_markdown, write_reports
-from channel.exercise.report_html import render_html
+from channel.exercise.report.analysis import AfterAction, analyse
+from channel.exercise.report.html import render_html
+from channel.exercise.report.render import render_json, render_markdown, write_reports
 from channel.protocol.canonical import format_time
 from channel.protocol.lifecycle import SIGNED_BY_RECIPIENT, State
 from channel.protocol.models import ChainKeys, LetterStatus, Receipt, SealedLetter, b64

@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from channel.exercise.control import CONTROL_FILE, send_command
+from channel.exercise.author.scenario import Source, bundled_dir, load_scenario
 from channel.exercise.eventlog import first_divergence, projection, read_log
-from channel.exercise.play import Played, RunOptions, play
-from channel.exercise.replay import replay_run
-from channel.exercise.scenario import Source, bundled_dir, load_scenario
+from channel.exercise.run.control import CONTROL_FILE, send_command
+from channel.exercise.run.play import Played, RunOptions, play
+from channel.exercise.run.replay import replay_run
 from channel.party.client import Client
 from channel.party.keyring import Keyring
 from channel.protocol.models import SignedContent
@@ -382,8 +382,8 @@ async def test_bundled_scenarios_run_to_the_end_at_max_speed(path: Path, tmp_pat
 
 
 def test_shipped_schema_is_the_generated_one() -> None:
-    """channel/exercise/schema.json is what the models generate (`make docs` refreshes it)."""
-    from channel.exercise.scenario import json_schema
+    """author/schema.json is what the models generate (`make docs` refreshes it)."""
+    from channel.exercise.author.scenario import json_schema
 
     shipped = json.loads((bundled_dir().parent / "schema.json").read_text(encoding="utf-8"))
     assert shipped == json_schema()
@@ -471,7 +471,7 @@ async def test_escrow_seals_every_letter_to_the_archive_key_people_included(
 
 async def test_the_guides_annotated_example_lints_clean_and_plays(tmp_path: Path) -> None:
     """The complete example in docs/exercises.md is a working scenario, as the guide promises."""
-    from channel.exercise.lint import lint
+    from channel.exercise.author.lint import lint
 
     guide = (Path(__file__).parent.parent / "docs" / "exercises.md").read_text(encoding="utf-8")
     blocks = guide.split("```yaml\n")[1:]
@@ -511,7 +511,7 @@ async def test_transcripts_hold_only_what_was_escrowed_or_released_and_verified(
 ) -> None:
     """escrow: the archive key opens every letter; post_release: bots' and a person's released
     letters, each checked; a forged release is refused; metadata_only has no transcript."""
-    from channel.exercise.transcript import release, render, transcript
+    from channel.exercise.report.transcript import release, render, transcript
     from channel.protocol.errors import BadRequest
 
     escrowed = await rehearse(scenario(tmp_path, ESCROWED, "escrow.yaml"), tmp_path / "e")
@@ -595,7 +595,7 @@ async def test_public_items_reach_the_bots_after_their_channels_latency(tmp_path
 
 async def test_the_report_states_the_simulated_latency_of_each_channel(tmp_path: Path) -> None:
     """The artificialities name each channel's delay as the scenario declared it."""
-    from channel.exercise.analysis import analyse
+    from channel.exercise.report.analysis import analyse
 
     played = await rehearse(scenario(tmp_path, WIRE, "wire.yaml"), tmp_path / "run")
     sentences = analyse(read_log(played.log)).overview.artificialities

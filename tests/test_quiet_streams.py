@@ -26,10 +26,10 @@ from structlog.testing import capture_logs
 from channel.courier.embedded import EmbeddedRedis
 from channel.courier.server.app import create_app
 from channel.courier.settings import Settings
-from channel.exercise.control import CONTROL_FILE, send_command
+from channel.exercise.author.scenario import load_scenario
 from channel.exercise.eventlog import read_log
-from channel.exercise.play import RunOptions, play
-from channel.exercise.scenario import load_scenario
+from channel.exercise.run.control import CONTROL_FILE, send_command
+from channel.exercise.run.play import RunOptions, play
 from channel.party.client import Client
 from channel.party.keyring import Keyring
 from channel.protocol.models import LiveEvent

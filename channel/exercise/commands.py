@@ -19,13 +19,14 @@ import click
 from click.core import ParameterSource
 
 from channel.cli_options import SERVER_URL, echo_json, json_option
+from channel.exercise.run.control import COMMANDS
 from channel.protocol.errors import ChannelError
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from channel.exercise.play import Stage
-    from channel.exercise.scenario import Source
+    from channel.exercise.author.scenario import Source
+    from channel.exercise.run.play import Stage
 
 FORMATS = ("html", "md", "json")
 REPORT_FORMATS = (*FORMATS, "pdf")  # PDF only when asked: it needs Chromium
@@ -36,7 +37,6 @@ run_option = click.option(
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="The run folder.",
 )
-COMMANDS = ("status", "pause", "resume", "speed", "fire", "skip", "hold", "release")
 
 
 class ScenarioProblems(ChannelError):
@@ -67,7 +67,7 @@ class Speed(click.ParamType[float, Any]):
 
 def load(target: str) -> Source:
     """A scenario by path or bundled name; every problem printed, then one error."""
-    from channel.exercise.scenario import ScenarioError, load_scenario, resolve_scenario
+    from channel.exercise.author.scenario import ScenarioError, load_scenario, resolve_scenario
 
     try:
         return load_scenario(resolve_scenario(target))
@@ -91,7 +91,7 @@ def exercise() -> None:
 @json_option
 def list_scenarios(as_json: bool) -> None:
     """The bundled scenarios (run one by name)."""
-    from channel.exercise.scenario import bundled_dir, load_scenario
+    from channel.exercise.author.scenario import bundled_dir, load_scenario
 
     found = [(path.stem, load_scenario(path).scenario) for path in bundled_dir().glob("*.yaml")]
     if as_json:
@@ -112,7 +112,7 @@ def list_scenarios(as_json: bool) -> None:
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to FILE.")
 def schema(output: Path | None) -> None:
     """The JSON Schema of scenario files (generated from the models)."""
-    from channel.exercise.scenario import json_schema
+    from channel.exercise.author.scenario import json_schema
 
     text = json.dumps(json_schema(), indent=2, ensure_ascii=False) + "\n"
     if output is None:
@@ -127,7 +127,7 @@ def schema(output: Path | None) -> None:
 @json_option
 def lint(target: str, as_json: bool) -> None:
     """Check a scenario: every problem as file:line: message."""
-    from channel.exercise.lint import lint as lint_source
+    from channel.exercise.author.lint import lint as lint_source
 
     source = load(target)
     problems = lint_source(source)
@@ -244,9 +244,9 @@ def play_and_report(
 
     from rich.console import Console as RichConsole
 
-    from channel.exercise.live import LiveView
-    from channel.exercise.play import RunOptions, default_out, play, seats_for
-    from channel.exercise.report import write_reports
+    from channel.exercise.report.render import write_reports
+    from channel.exercise.run.live import LiveView
+    from channel.exercise.run.play import RunOptions, default_out, play, seats_for
     from channel.logs import configure_logging
     from channel.party.timeline import make_console
 
@@ -306,7 +306,7 @@ def control(run_dir: Path | None, command: str, argument: str | None, as_json: b
     """Control a live run: status, pause, resume, speed N|max, fire|skip|hold|release INJ."""
     import asyncio
 
-    from channel.exercise.control import accepted, send_command
+    from channel.exercise.run.control import accepted, send_command
 
     needs = {"speed": "a speed (N or max)", "fire": "an inject id", "skip": "an inject id"}
     needs |= {"hold": "an inject id", "release": "an inject id"}
@@ -323,7 +323,7 @@ def control(run_dir: Path | None, command: str, argument: str | None, as_json: b
 
 
 def _latest_run() -> Path:
-    from channel.exercise.control import CONTROL_FILE, NoLiveRun
+    from channel.exercise.run.control import CONTROL_FILE, NoLiveRun
 
     live = sorted(Path("exercise-runs").glob(f"*/{CONTROL_FILE}"), key=lambda p: p.stat().st_mtime)
     if not live:
@@ -376,7 +376,7 @@ def send(
 @json_option
 def release(run_dir: Path, name: str, as_json: bool) -> None:
     """After a post_release exercise: publish the letters you opened into the run folder."""
-    from channel.exercise.transcript import release as release_letters
+    from channel.exercise.report.transcript import release as release_letters
 
     copied = release_letters(run_dir, name)
     if as_json:
@@ -392,7 +392,7 @@ def release(run_dir: Path, name: str, as_json: bool) -> None:
 def transcript_command(run_dir: Path, output: Path | None, as_json: bool) -> None:
     """What the letters said (escrow: with the archive key; post_release: what was released),
     each content checked against the log and its sender's signature."""
-    from channel.exercise.transcript import render, transcript
+    from channel.exercise.report.transcript import render, transcript
 
     result = transcript(run_dir)
     if as_json:
@@ -412,7 +412,7 @@ def transcript_command(run_dir: Path, output: Path | None, as_json: bool) -> Non
 @json_option
 def replay(run_dir: Path, out: Path | None, as_json: bool) -> None:
     """Play a run again (same scenario copy, seed and seats) and compare the two event logs."""
-    from channel.exercise.replay import replay_run
+    from channel.exercise.run.replay import replay_run
     from channel.logs import configure_logging
 
     configure_logging("console", "error")  # the courier shares this process
@@ -455,7 +455,7 @@ def report(target: Path, formats: tuple[str, ...], out: Path | None, as_json: bo
     """(Re)make the after-action report / improvement plan from a run's event log, with the
     evaluators' notes (notes.yaml) and the participants' feedback (feedback/) in its folder."""
     from channel.exercise.eventlog import LOG_FILE
-    from channel.exercise.report import write_reports
+    from channel.exercise.report.render import write_reports
 
     log = target / LOG_FILE if target.is_dir() else target
     written = write_reports(log, out or log.parent, formats or FORMATS)
@@ -479,7 +479,7 @@ def notes_command(run_dir: Path) -> None:
     Fill in strengths, areas for improvement (observation, analysis, recommendation and the
     improvement-plan columns) and the core capability; `channel exercise report RUN` merges them.
     """
-    from channel.exercise.report import start_notes
+    from channel.exercise.report.render import start_notes
 
     click.echo(f"wrote {start_notes(run_dir)}: fill it in, then run `channel exercise report`")
 
@@ -504,7 +504,7 @@ def feedback_command(
 ) -> None:
     """Record a seat's hot-wash answers in the run folder (asks for any not given as flags)."""
     from channel.exercise.eventlog import LOG_FILE, run_started
-    from channel.exercise.feedback import (
+    from channel.exercise.report.feedback import (
         QUESTIONS,
         RATING_QUESTION,
         Feedback,
@@ -540,7 +540,7 @@ def feedback_command(
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to CSV.")
 def export_msel(target: str, output: Path | None) -> None:
     """The scenario's injects as an MSEL spreadsheet (CSV)."""
-    from channel.exercise.msel import export_msel as export
+    from channel.exercise.author.msel import export_msel as export
 
     text = export(load(target).scenario)
     if output is None:
@@ -558,9 +558,9 @@ def export_msel(target: str, output: Path | None) -> None:
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="Write YAML here.")
 def import_msel(csv_file: Path, base: str, output: Path | None) -> None:
     """A scenario from an MSEL CSV: the injects from the sheet, the rest from --base."""
-    from channel.exercise.msel import import_msel as import_sheet
-    from channel.exercise.msel import scenario_yaml
-    from channel.exercise.scenario import ScenarioError
+    from channel.exercise.author.msel import import_msel as import_sheet
+    from channel.exercise.author.msel import scenario_yaml
+    from channel.exercise.author.scenario import ScenarioError
 
     try:
         text = csv_file.read_text(encoding="utf-8-sig")

@@ -16,8 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from channel.exercise.author.scenario import Clock, Inject, Move
 from channel.exercise.eventlog import Stamp
-from channel.exercise.scenario import Clock, Inject, Move
 from channel.protocol.canonical import format_time
 
 

@@ -11,10 +11,10 @@ import math
 import re
 from collections import Counter
 
-from channel.exercise.analysis import AfterAction, ControlAction
-from channel.exercise.comms import LetterTrack, Mark, PartyComms
-from channel.exercise.markup import Html, el, join
-from channel.exercise.tables import duration, offset, pair, world
+from channel.exercise.report.analysis import AfterAction, ControlAction
+from channel.exercise.report.comms import LetterTrack, Mark, PartyComms
+from channel.exercise.report.markup import Html, el, join
+from channel.exercise.report.tables import duration, offset, pair, world
 
 PALETTE = ("#2563eb", "#dc2626", "#059669", "#9333ea", "#d97706", "#0891b2", "#db2777", "#4b5563")
 # The receipt events the swim lanes mark (accepted is implied by the arrow itself).

@@ -1,8 +1,8 @@
 """The communications analysis: every letter's track, and who wrote to whom and how fast.
 
 `letter_tracks(records)` follows each letter the log sent through its receipts to its final
-state; the rest of the after-action analysis (`channel.exercise.analysis`, and the integrity
-checks in `channel.exercise.integrity`) is built on those tracks. `comms(start, letters)` gives
+state; the rest of the after-action analysis (`channel.exercise.report.analysis`, and the integrity
+checks in `report.integrity`) is built on those tracks. `comms(start, letters)` gives
 the sender-by-recipient matrix, first contact between each pair, and per party (overall and per
 move) how many letters were sent, received, opened and returned, and how long opening and
 replying took. `Part`, the base of every report model, lives here because this is the module the

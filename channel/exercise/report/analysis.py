@@ -3,9 +3,9 @@
 `analyse(records)` takes the records `read_log` returns (already chain-checked) and gives an
 `AfterAction`: the overview, a timeline, each objective with its expectations and a suggested
 HSEEP rating, the communications analysis (who wrote to whom, how fast letters were opened and
-answered; `channel.exercise.comms`) and the integrity of every letter's final status, checked
+answered; `channel.exercise.report.comms`) and the integrity of every letter's final status, checked
 with the keys `run_started` announced, never with keys a status carries
-(`channel.exercise.integrity`). `channel.exercise.report` renders it.
+(`channel.exercise.report.integrity`). `channel.exercise.report.render` renders it.
 
 Times: `t` is exercise milliseconds; durations between letters are world (story) seconds.
 """
@@ -21,7 +21,9 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from channel.exercise.comms import (
+from channel.exercise.author.scenario import format_duration, format_offset
+from channel.exercise.eventlog import LogError
+from channel.exercise.report.comms import (
     Comms,
     LetterTrack,
     Part,
@@ -30,11 +32,9 @@ from channel.exercise.comms import (
     letter_tracks,
     world_seconds,
 )
-from channel.exercise.eventlog import LogError
-from channel.exercise.feedback import Feedback
-from channel.exercise.integrity import Integrity, integrity
-from channel.exercise.notes import NOTES_FILE, Area, Notes, NotesError, ObjectiveNotes
-from channel.exercise.scenario import format_duration, format_offset
+from channel.exercise.report.feedback import Feedback
+from channel.exercise.report.integrity import Integrity, integrity
+from channel.exercise.report.notes import NOTES_FILE, Area, Notes, NotesError, ObjectiveNotes
 from channel.exercise.tally import InjectTally, describe_ended
 from channel.protocol.lifecycle import State
 

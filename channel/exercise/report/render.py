@@ -1,12 +1,12 @@
 """The after-action report / improvement plan (AAR/IP), rendered: JSON, Markdown, one
-self-contained HTML page (`channel.exercise.report_html`) and PDF (`channel.exercise.pdf`);
+self-contained HTML page (`channel.exercise.report.html`) and PDF (`channel.exercise.report.pdf`);
 `write_reports` writes them from a run's event log, merging the evaluators' notes
 (`notes.yaml`) and the participants' feedback (`feedback/`) found beside it.
 
 The layout is HSEEP's: page one an executive summary, then the analysis of each objective and the
 participants' feedback, then appendices: the improvement plan, the exercise overview, the MSEL as
 planned and as played, the timeline, the letters, and integrity. The tables
-(`channel.exercise.tables`) are drawn by both the Markdown and the HTML renderer, so the two
+(`channel.exercise.report.tables`) are drawn by both the Markdown and the HTML renderer, so the two
 always say the same thing.
 """
 
@@ -15,12 +15,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from channel.exercise.analysis import AfterAction, analyse
 from channel.exercise.eventlog import read_log
-from channel.exercise.feedback import read_feedback
-from channel.exercise.notes import Area, read_notes
-from channel.exercise.report_html import APPENDICES, TITLE, render_html
-from channel.exercise.tables import (
+from channel.exercise.report.analysis import AfterAction, analyse
+from channel.exercise.report.feedback import read_feedback
+from channel.exercise.report.html import APPENDICES, TITLE, render_html
+from channel.exercise.report.notes import Area, read_notes
+from channel.exercise.report.tables import (
     NO_EXPECTATIONS,
     NO_NOTES,
     Table,
@@ -73,7 +73,7 @@ def write_reports(
     for name in chosen:
         path = out_dir / FILENAMES[name]
         if name == "pdf":
-            from channel.exercise.pdf import print_pdf
+            from channel.exercise.report.pdf import print_pdf
 
             page = written.get("html") or out_dir / FILENAMES["html"]
             if "html" not in written:
@@ -88,7 +88,7 @@ def write_reports(
 def start_notes(run_dir: Path) -> Path:
     """Write the evaluators' notes template for a run; NotesError if notes.yaml exists."""
     from channel.exercise.eventlog import LOG_FILE
-    from channel.exercise.notes import NOTES_FILE, NotesError, template
+    from channel.exercise.report.notes import NOTES_FILE, NotesError, template
 
     path = run_dir / NOTES_FILE
     if path.exists():

@@ -1,7 +1,7 @@
 """The after-action report's tables: headers and rows of plain text, from an `AfterAction`.
 
 The tables are defined once here and drawn by both the Markdown renderer
-(`channel.exercise.report`) and the HTML one (`channel.exercise.report_html`), so the two always
+(`report.render`) and the HTML one (`report.html`), so the two always
 say the same thing. The small text formatters (exercise offsets, world times, durations) are the
 ones the SVG pictures use too.
 """
@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from channel.exercise.analysis import AfterAction, ObjectiveResult
-from channel.exercise.comms import PartyComms
-from channel.exercise.scenario import format_duration, format_offset
+from channel.exercise.author.scenario import format_duration, format_offset
+from channel.exercise.report.analysis import AfterAction, ObjectiveResult
+from channel.exercise.report.comms import PartyComms
 from channel.party.timeline import short_time
 
 NO_VALUE = "—"

@@ -41,8 +41,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from channel.exercise.clock import Clocks
-from channel.exercise.scenario import (
+from channel.exercise.author.clock import Clocks
+from channel.exercise.author.scenario import (
     Channel,
     Expectation,
     Inject,

@@ -24,9 +24,11 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from channel.exercise.commands import COMMANDS
-from channel.exercise.runner import Command, Runner
+from channel.exercise.run.runner import Command, Runner
 from channel.protocol.errors import ChannelError
+
+# The commands the runner applies between two events (`Runner._apply_command`).
+COMMANDS = ("status", "pause", "resume", "speed", "fire", "skip", "hold", "release")
 
 CONTROL_FILE = "control.json"
 _RUNNER = web.AppKey("runner", Runner)

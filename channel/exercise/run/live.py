@@ -13,7 +13,7 @@ from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 from rich.text import Text
 
-from channel.exercise.scenario import Scenario, format_offset
+from channel.exercise.author.scenario import Scenario, format_offset
 from channel.exercise.tally import InjectTally, describe_ended
 
 _SHOWN = 14

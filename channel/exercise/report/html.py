@@ -3,19 +3,19 @@
 The page fetches nothing (inline CSS and SVG, no scripts, fonts or images from elsewhere), so it
 can be mailed, archived or opened on an air-gapped machine; its print stylesheet lays it out on
 A4 with each part on a new page and the marking on every page, which is what `--format pdf`
-prints. Every piece of text from the log is escaped (see `channel.exercise.markup`: elements built
+prints. Every piece of text from the log is escaped (see `report.markup`: elements built
 in code rather than a template engine, so nothing can be left unescaped by a forgotten filter);
-the tables are the ones the Markdown report draws (`channel.exercise.tables`), the pictures come
-from `channel.exercise.svg`.
+the tables are the ones the Markdown report draws (`report.tables`), the pictures come
+from `report.svg`.
 """
 
 from __future__ import annotations
 
-from channel.exercise.analysis import AfterAction, ObjectiveResult
-from channel.exercise.markup import Html, el, join
-from channel.exercise.notes import Area
-from channel.exercise.svg import letters_chart, open_chart, swimlanes
-from channel.exercise.tables import (
+from channel.exercise.report.analysis import AfterAction, ObjectiveResult
+from channel.exercise.report.markup import Html, el, join
+from channel.exercise.report.notes import Area
+from channel.exercise.report.svg import letters_chart, open_chart, swimlanes
+from channel.exercise.report.tables import (
     NO_EXPECTATIONS,
     NO_NOTES,
     Table,

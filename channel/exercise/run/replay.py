@@ -13,9 +13,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from channel.exercise.author.scenario import load_scenario
 from channel.exercise.eventlog import LOG_FILE, first_divergence, read_log
-from channel.exercise.play import SCENARIO_DIR, RunOptions, play
-from channel.exercise.scenario import load_scenario
+from channel.exercise.run.play import SCENARIO_DIR, RunOptions, play
 from channel.protocol.errors import BadRequest, IntegrityError
 
 

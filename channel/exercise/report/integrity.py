@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from channel.exercise.comms import LetterTrack, Part, Record
+from channel.exercise.report.comms import LetterTrack, Part, Record
 from channel.protocol.errors import IntegrityError
 from channel.protocol.models import LetterStatus, Receipt
 from channel.protocol.seal import verify_status

@@ -9,7 +9,7 @@ come in two kinds, and the names say which:
   a reply may be, how slow the courier is. The clock's `speed` turns one into the other.
 
 `load_scenario` reads a file, attaches bodies, and raises `ScenarioError` with the file and line of
-every problem it finds; `channel.exercise.lint` adds the checks that need the whole scenario.
+every problem it finds; `channel.exercise.author.lint` adds the checks that need the whole scenario.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from channel.exercise.scenario import Check, Expectation, Inject
+from channel.exercise.author.scenario import Check, Expectation, Inject
 
 
 class Outcome(StrEnum):

@@ -14,7 +14,7 @@ import random
 from dataclasses import dataclass, field
 from string import Template
 
-from channel.exercise.scenario import (
+from channel.exercise.author.scenario import (
     Distribution,
     Exponential,
     Fixed,

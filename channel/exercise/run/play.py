@@ -27,12 +27,8 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from channel.courier.embedded import EmbeddedRedis
 from channel.courier.server.run import courier_in_process, load_courier_key
-from channel.exercise.clock import Clocks
-from channel.exercise.control import control_api
-from channel.exercise.escrow import ARCHIVE_KEY_FILE, ESCROW_DIR
-from channel.exercise.eventlog import LOG_FILE, EventLog, b64
-from channel.exercise.runner import Runner
-from channel.exercise.scenario import (
+from channel.exercise.author.clock import Clocks
+from channel.exercise.author.scenario import (
     Inject,
     Scenario,
     ScenarioError,
@@ -40,6 +36,10 @@ from channel.exercise.scenario import (
     Transcript,
     format_offset,
 )
+from channel.exercise.escrow import ARCHIVE_KEY_FILE, ESCROW_DIR
+from channel.exercise.eventlog import LOG_FILE, EventLog, b64
+from channel.exercise.run.control import control_api
+from channel.exercise.run.runner import Runner
 from channel.party.client import Client
 from channel.party.keyring import Keyring
 from channel.protocol.canonical import format_time

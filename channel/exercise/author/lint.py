@@ -20,8 +20,8 @@ from pathlib import Path
 from string import Template
 from typing import Literal
 
-from channel.exercise.clock import Clocks, MoveSpan
-from channel.exercise.scenario import (
+from channel.exercise.author.clock import Clocks, MoveSpan
+from channel.exercise.author.scenario import (
     Channel,
     Check,
     Expectation,
@@ -712,7 +712,7 @@ class _Bot:
     rehearsal: bool
 
     def rule_for(self, sender: str) -> OnLetter:
-        # The bot's own choice: the first rule whose `from` matches (channel.exercise.bots).
+        # The bot's own choice: the first rule whose `from` matches (channel.exercise.run.bots).
         for rule in self.policy.letters:
             if not rule.from_ or sender in rule.from_:
                 return rule

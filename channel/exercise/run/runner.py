@@ -24,18 +24,18 @@ from typing import Any
 
 import structlog
 
-from channel.exercise.bots import Arrival, Bot, Letter, Outgoing, Reaction, sample
-from channel.exercise.clock import Clocks
+from channel.exercise.author.clock import Clocks
+from channel.exercise.author.scenario import Channel, Inject, Scenario, format_offset
 from channel.exercise.escrow import marked
 from channel.exercise.eventlog import EventLog, b64
-from channel.exercise.expectations import (
+from channel.exercise.run.bots import Arrival, Bot, Letter, Outgoing, Reaction, sample
+from channel.exercise.run.expectations import (
     Expectations,
     Outcome,
     Window,
     letter_facts,
     receipt_fact,
 )
-from channel.exercise.scenario import Channel, Inject, Scenario, format_offset
 from channel.party.client import Client
 from channel.protocol.errors import ChannelError
 from channel.protocol.lifecycle import State, is_terminal
