@@ -148,7 +148,7 @@ def _wait_dead(pid: int) -> None:
 
 @pytest.fixture
 def data_dir() -> Iterator[Path]:
-    """A short path: the embedded Redis listens on a unix socket inside it (108-byte limit)."""
+    """A fresh data folder; the test kills the embedded Redis it finds there."""
     path = Path(tempfile.mkdtemp(prefix="bc-dur-", dir="/tmp"))
     yield path
     with contextlib.suppress(OSError, ValueError):

@@ -90,3 +90,15 @@ def test_a_run_keyring_says_which_run_it_is(tmp_path: Path) -> None:
     seats = ExerciseSeats(run="r1", marking="EXERCISE", people=("us.state.opscenter",))
     seats.save(tmp_path)
     assert ExerciseSeats.load(tmp_path) == seats
+
+
+def test_the_protocol_documents_a_notice_that_parses() -> None:
+    """docs/protocol.md section 10's example body is a tasking this module reads."""
+    doc = (Path(__file__).parent.parent / "docs" / "protocol.md").read_text(encoding="utf-8")
+    section = doc[doc.index("## 10. Exercise notices") :]
+    example = section.split("Example body:\n\n```\n", 1)[1].split("```", 1)[0]
+    notice = Notice.parse(example.rstrip("\n"))
+    assert notice is not None
+    assert (notice.kind, notice.inject, notice.rate) == (NoticeKind.TASKING, "INJ-02", 60.0)
+    assert notice.deadlines[0].expectation == "EXP-01"
+    assert Notice.parse(notice.body()) == notice
