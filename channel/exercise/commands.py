@@ -343,7 +343,7 @@ def _latest_run() -> Path:
     default="routine",
     show_default=True,
 )
-@click.option("--reply-to", metavar="LETTER_ID", help="The letter this answers.")
+@click.option("--reply-to", metavar="ID|L3", help="The letter this answers (id or label).")
 @json_option
 def send(
     run_dir: Path,
@@ -359,8 +359,11 @@ def send(
     import asyncio
 
     from channel.exercise.escrow import send_escrowed
+    from channel.party.exercise import resolve_letter
     from channel.protocol.models import Precedence
 
+    if reply_to:
+        reply_to = resolve_letter(run_dir / "keyring", reply_to)  # `L3` as the report numbers it
     letter_id = asyncio.run(
         send_escrowed(run_dir, name, to, text, subject, Precedence(precedence), reply_to)
     )

@@ -304,6 +304,16 @@ class Keyring:
         _write(path, content.model_dump_json(indent=2, exclude_none=True).encode())
         return path
 
+    def received(self, name: str) -> list[LetterContent]:
+        """The letters `name` opened, from its local archive (in no particular order)."""
+        directory = self._party_dir(name) / "received"
+        if not directory.is_dir():
+            return []
+        return [
+            SignedContent.model_validate_json(path.read_bytes()).content
+            for path in directory.glob("*.json")
+        ]
+
     def keep_copy(self, keys: PartyKeys, letter: SealedLetter, subject: str, body: str) -> Path:
         """Keep a readable copy of a letter sent: the same content sealed to the sender itself
         (the copy kept by `save_sent` is sealed to the recipient, unreadable by its sender)."""

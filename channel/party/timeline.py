@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
+from datetime import datetime
 
 from rich.console import Console
+from rich.markup import escape
 from rich.padding import Padding
 from rich.table import Table
 
@@ -107,31 +109,53 @@ def render_checks(console: Console, checks: list[Check], *, indent: str = "") ->
         console.print(f"{indent}{mark} {check.subject:<29} {check.detail}", soft_wrap=True)
 
 
-def render_letters(console: Console, letters: list[LetterSummary], *, box: str) -> None:
-    """An inbox or outbox: envelopes only, newest first."""
-    if not letters:
+@dataclass(frozen=True)
+class LetterRow:
+    """A listing's row: the envelope, and what the party's own archive and run add to it."""
+
+    letter: LetterSummary
+    subject: str | None = None  # from the party's own archive: a letter it opened or sent
+    label: str | None = None  # in an exercise, the run's label (`L3`)
+    world: datetime | None = None  # in an exercise, the world time it was sent
+
+
+def render_letters(
+    console: Console, rows: list[LetterRow], *, box: str, exercise: bool = False
+) -> None:
+    """An inbox or outbox, newest first: envelopes, and subjects the party may read.
+
+    In an exercise a letter goes by its label where it has one (`L3`, as the report numbers it;
+    the id otherwise), with the world time beside the wall-clock time of day, and no deadline
+    column: the row must fit a terminal with the subject in it.
+    """
+    if not rows:
         console.print(f"(the {box} is empty)")
         return
+    party = "from" if box == "inbox" else "to"
+    if exercise:
+        columns = ["letter", "precedence", party, "subject", "sent", "world", "state"]
+    else:
+        columns = ["id", "precedence", party, "subject", "sent", "deadline", "state"]
     table = Table(box=None, pad_edge=False)
-    for column in (
-        "id",
-        "precedence",
-        "from" if box == "inbox" else "to",
-        "sent",
-        "deadline",
-        "state",
-    ):
-        table.add_column(column, no_wrap=True)
-    for letter in letters:
-        party = letter.sender if box == "inbox" else letter.recipient
-        table.add_row(
-            letter.id,
+    for column in columns:
+        if column == "subject":
+            table.add_column(column, no_wrap=True, overflow="ellipsis", max_width=40)
+        else:
+            table.add_column(column, no_wrap=True)
+    for row in rows:
+        letter = row.letter
+        cells = [
             _precedence(letter.precedence.value),
-            party,
-            short_time(letter.sent_at)[:16],
-            short_time(letter.expires_at)[:16],
-            letter.state.value,
-        )
+            letter.sender if box == "inbox" else letter.recipient,
+            escape(row.subject or ""),
+        ]
+        if exercise:
+            world = row.world.strftime("%Y-%m-%d %H:%M") if row.world else ""
+            sent = f"{letter.sent_at[11:19]}Z"
+            table.add_row(row.label or letter.id, *cells, sent, world, letter.state.value)
+        else:
+            sent, deadline = short_time(letter.sent_at)[:16], short_time(letter.expires_at)[:16]
+            table.add_row(letter.id, *cells, sent, deadline, letter.state.value)
     console.print(table)
 
 

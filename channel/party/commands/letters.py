@@ -7,19 +7,31 @@ import sys
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import click
 
 from channel.cli_options import DURATION, Config, dump, echo_json, json_option
 from channel.party.client import Client
-from channel.party.commands.acting import act, as_option, identity, terminal
+from channel.party.commands.acting import (
+    act,
+    as_option,
+    identity,
+    letter_argument,
+    letter_ref,
+    terminal,
+)
 from channel.party.keyring import Keyring, sent_bytes
+from channel.party.notice_text import heading_line
+from channel.party.seat import Heard, Seat, world_time
 from channel.party.session import party_client
-from channel.party.timeline import make_console, render_letters, render_status
-from channel.protocol.canonical import sha256_hex
+from channel.party.timeline import LetterRow, make_console, render_letters, render_status
+from channel.protocol.canonical import format_time, parse_time, sha256_hex
 from channel.protocol.errors import IntegrityError, KeyringError
+from channel.protocol.lifecycle import State
 from channel.protocol.models import (
     LetterStatus,
+    LetterSummary,
     OpenedLetter,
     PartyRecord,
     Precedence,
@@ -29,8 +41,8 @@ from channel.protocol.models import (
     SealedLetter,
     SignedContent,
 )
-from channel.protocol.names import check_letter_id, check_party_name
-from channel.protocol.seal import fingerprint, party_fingerprint
+from channel.protocol.names import check_party_name
+from channel.protocol.seal import PartyKeys, fingerprint, party_fingerprint
 
 PRECEDENCES = tuple(p.value for p in Precedence)
 
@@ -71,7 +83,7 @@ def register(config: Config, name: str, invite: str | None, as_json: bool) -> No
 @click.option("--text", help="The letter's body (else --file, else stdin).")
 @click.option("--expires", type=DURATION, default="7d", show_default=True, help="Deadline.")
 @click.option("--precedence", type=click.Choice(PRECEDENCES), default="routine", show_default=True)
-@click.option("--reply-to", metavar="ID", help="The letter this one answers.")
+@click.option("--reply-to", metavar="ID|L3", help="The letter this one answers.")
 @click.option(
     "--trust-new",
     is_flag=True,
@@ -101,7 +113,7 @@ def send(
     """
     check_party_name(to)
     if reply_to:
-        check_letter_id(reply_to)
+        reply_to = letter_ref(config, reply_to)
     body = _letter_body(path, text)
 
     kept: Path | None = None
@@ -205,13 +217,23 @@ def page_options(command: Callable[..., None]) -> Callable[..., None]:
 def inbox(config: Config, name: str, as_json: bool, limit: int, before: str | None) -> None:
     """Letters to you: envelopes only.
 
-    Listing hands the envelopes over: the courier records them as delivered.
+    Listing hands the envelopes over: the courier records them as delivered. Subjects show for
+    letters you opened (from your keyring). In an exercise, what the run's control sends is
+    opened and filed apart ("From control"), and letters carry their label and world time.
     """
-    letters = act(config, name, lambda client, ring: client.inbox(limit, before))
-    if as_json:
-        echo_json([dump(letter) for letter in letters])
-        return
-    render_letters(make_console(), letters, box="inbox")
+
+    async def list_as(client: Client, ring: Keyring) -> tuple[list[LetterSummary], PartyKeys]:
+        letters = await client.inbox(limit, before)
+        seat = Seat.of(ring, client.me)
+        if seat is not None:
+            for i, letter in enumerate(letters):
+                if seat.from_control(letter.sender) and letter.state in WAITING:
+                    await seat.receive(client, letter.id)
+                    letters[i] = letter.model_copy(update={"state": State.OPENED})
+        return letters, client.me
+
+    letters, keys = act(config, name, list_as)
+    _show_listing(Keyring(config.home), keys, letters, "inbox", as_json)
 
 
 @click.command()
@@ -221,15 +243,63 @@ def inbox(config: Config, name: str, as_json: bool, limit: int, before: str | No
 @page_options
 def outbox(config: Config, name: str, as_json: bool, limit: int, before: str | None) -> None:
     """Letters you sent, with their state."""
-    letters = act(config, name, lambda client, ring: client.outbox(limit, before))
+
+    async def list_as(client: Client, ring: Keyring) -> tuple[list[LetterSummary], PartyKeys]:
+        return await client.outbox(limit, before), client.me
+
+    letters, keys = act(config, name, list_as)
+    _show_listing(Keyring(config.home), keys, letters, "outbox", as_json)
+
+
+WAITING = frozenset({State.ACCEPTED, State.DELIVERED})
+
+
+def _show_listing(
+    ring: Keyring, keys: PartyKeys, letters: list[LetterSummary], box: str, as_json: bool
+) -> None:
+    """Print a listing: control's notices apart (inbox, in an exercise), then the letters, with
+    what the local archive knows (subjects) and, in an exercise, labels and world time."""
+    seat = Seat.of(ring, keys)
+    heard = seat.heard() if seat is not None else []
+    labels = seat.labels() if seat is not None else {}
+    notices: list[Heard] = []
+    rows: list[LetterRow] = []
+    shown: list[dict[str, Any]] = []
+    for letter in letters:
+        content = ring.read_letter(keys, letter.id)
+        notice = None
+        if seat is not None and content is not None and seat.from_control(letter.sender):
+            notice = Heard.of(content, seat.exercise.control)
+        row = LetterRow(
+            letter,
+            subject=content.subject if content is not None else None,
+            label=labels.get(letter.id),
+            world=world_time(heard, parse_time(letter.sent_at)) if seat is not None else None,
+        )
+        if notice is not None:
+            notices.append(notice)
+        else:
+            rows.append(row)
+        document = dump(letter) | {"subject": row.subject}
+        if seat is not None:
+            world = format_time(row.world) if row.world is not None else None
+            document |= {"label": row.label, "world_time": world}
+        if notice is not None:
+            document["notice"] = notice.notice.model_dump(mode="json")
+        shown.append(document)
     if as_json:
-        echo_json([dump(letter) for letter in letters])
+        echo_json(shown)
         return
-    render_letters(make_console(), letters, box="outbox")
+    if notices:
+        click.echo("From control")
+        for notice in notices:
+            click.echo(f"  {heading_line(notice)}")
+        click.echo("\nLetters")
+    render_letters(make_console(), rows, box=box, exercise=seat is not None)
 
 
 @click.command("open")
-@click.argument("letter_id", metavar="ID")
+@letter_argument
 @as_option
 @click.option(
     "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write the body here."
@@ -242,7 +312,7 @@ def open_(config: Config, letter_id: str, name: str, output: Path | None, as_jso
     Irreversible: your signed decision goes into the receipt the sender gets. The decrypted copy
     is kept in the keyring (0600).
     """
-    check_letter_id(letter_id)
+    letter_id = letter_ref(config, letter_id)
 
     async def open_as(client: Client, ring: Keyring) -> tuple[SignedContent, OpenedLetter]:
         status = await client.status(letter_id)
@@ -271,26 +341,26 @@ def open_(config: Config, letter_id: str, name: str, output: Path | None, as_jso
 
 
 @click.command("return")
-@click.argument("letter_id", metavar="ID")
+@letter_argument
 @as_option
 @click.option("--reason", help="Signed by you and shown to the sender.")
 @json_option
 @click.pass_obj
 def return_(config: Config, letter_id: str, name: str, reason: str | None, as_json: bool) -> None:
     """Return a letter unopened (you sign the refusal)."""
-    check_letter_id(letter_id)
+    letter_id = letter_ref(config, letter_id)
     receipts = act(config, name, lambda client, ring: client.return_letter(letter_id, reason))
     _show_receipts(letter_id, receipts, as_json, "returned unopened to its sender")
 
 
 @click.command()
-@click.argument("letter_id", metavar="ID")
+@letter_argument
 @as_option
 @json_option
 @click.pass_obj
 def withdraw(config: Config, letter_id: str, name: str, as_json: bool) -> None:
     """Withdraw a letter you sent, if still undecided."""
-    check_letter_id(letter_id)
+    letter_id = letter_ref(config, letter_id)
 
     async def withdraw_as(client: Client, ring: Keyring) -> list[Receipt]:
         return await client.withdraw_letter(letter_id)
@@ -311,7 +381,7 @@ def _show_receipts(letter_id: str, receipts: list[Receipt], as_json: bool, what:
 
 
 @click.command()
-@click.argument("letter_id", metavar="ID")
+@letter_argument
 @as_option
 @json_option
 @click.pass_obj
@@ -320,7 +390,7 @@ def status(config: Config, letter_id: str, name: str, as_json: bool) -> None:
 
     With --json, prints the LetterStatus document that `channel verify` checks offline.
     """
-    check_letter_id(letter_id)
+    letter_id = letter_ref(config, letter_id)
 
     async def status_as(client: Client, ring: Keyring) -> LetterStatus:
         letter = await client.verified_status(letter_id)
@@ -336,7 +406,7 @@ def status(config: Config, letter_id: str, name: str, as_json: bool) -> None:
 
 
 @click.command()
-@click.argument("letter_id", metavar="ID")
+@letter_argument
 @as_option
 @json_option
 @click.pass_obj
@@ -346,7 +416,7 @@ def returned(config: Config, letter_id: str, name: str, as_json: bool) -> None:
     Fetches a returned, expired or withdrawn letter, verifies its receipts, and compares it
     byte for byte with the copy kept when it was sent.
     """
-    check_letter_id(letter_id)
+    letter_id = letter_ref(config, letter_id)
     sent = Keyring(config.home).load_sent(check_party_name(name), letter_id)
 
     async def fetch_as(client: Client, ring: Keyring) -> ReturnedLetter:
@@ -373,13 +443,13 @@ def returned(config: Config, letter_id: str, name: str, as_json: bool) -> None:
 
 
 @click.command()
-@click.argument("letter_id", metavar="ID")
+@letter_argument
 @as_option
 @json_option
 @click.pass_obj
 def show(config: Config, letter_id: str, name: str, as_json: bool) -> None:
     """Show a letter you sent or opened, from your keyring (no courier needed)."""
-    check_letter_id(letter_id)
+    letter_id = letter_ref(config, letter_id)
     ring, keys = identity(config, name)
     content = ring.read_letter(keys, letter_id)
     if content is None:
