@@ -155,6 +155,33 @@ async def test_watch_json_emits_notices_as_objects(
     assert "The exercise has ended" in result.stderr
 
 
+async def test_watch_warns_about_a_notice_it_cannot_open_and_goes_on(
+    shell: Shell, party: PartyFactory, courier_url: str
+) -> None:
+    """A letter from control withdrawn before the seat opens it: a warning; the watch goes on."""
+    control = await seat_home(shell, party)
+    start = await position(shell, courier_url)
+    gone = await tell(control, TASKING)
+    await control.withdraw_letter(gone)
+    await tell(control, ENDED)
+    result = await asyncio.wait_for(shell.ok("watch", "--as", SEAT, "--after", start), 120)
+    assert f"warning: could not open letter {gone} from control" in result.stderr
+    assert f"new letter        {CONTROL_PARTY} → {SEAT}  [routine]  {gone}" in result.stdout
+    assert "The exercise has ended" in result.stdout
+
+
+async def test_exercise_send_takes_a_label_for_reply_to(tmp_path: Path) -> None:
+    """`channel exercise send --reply-to L99` in a run whose keyring has no L99: one line."""
+    run = tmp_path / "run"
+    save_labels(run / "keyring", {"L1": "01m93fnezxetdfvvh4fd2dds4v"})
+    shell = Shell(run / "keyring", "http://127.0.0.1:9")
+    result = await shell(
+        "exercise", "send", "--run", str(run), "--as", SEAT, "--to", OTHER, "--text", "x",
+        "--reply-to", "L99",
+    )  # fmt: skip
+    assert_user_error(result, 4, "no letter labelled L99 (this run has L1–L1)")
+
+
 async def test_inbox_files_notices_apart_and_shows_subjects_labels_and_world_time(
     shell: Shell, party: PartyFactory
 ) -> None:

@@ -66,6 +66,7 @@ async def send_escrowed(
         blob = escrow_content(sign_content(keys, content), archive_key)
         _write_private(run_dir / ESCROW_DIR / f"{env.id}.bin", blob)
         ring.save_sent(name, sealed)
+        ring.keep_copy(keys, sealed, subject, body)  # the player's outbox shows its subject
         await client.send_sealed(sealed)
     return env.id
 

@@ -27,7 +27,7 @@ from channel.party.seat import Heard, Seat, world_time
 from channel.party.session import party_client
 from channel.party.timeline import LetterRow, make_console, render_letters, render_status
 from channel.protocol.canonical import format_time, parse_time, sha256_hex
-from channel.protocol.errors import IntegrityError, KeyringError
+from channel.protocol.errors import ChannelError, IntegrityError, KeyringError
 from channel.protocol.lifecycle import State
 from channel.protocol.models import (
     LetterStatus,
@@ -228,7 +228,11 @@ def inbox(config: Config, name: str, as_json: bool, limit: int, before: str | No
         if seat is not None:
             for i, letter in enumerate(letters):
                 if seat.from_control(letter.sender) and letter.state in WAITING:
-                    await seat.receive(client, letter.id)
+                    try:
+                        await seat.receive(client, letter.id)
+                    except ChannelError as exc:  # listed as a letter, unopened
+                        click.echo(f"warning: could not open letter {letter.id}: {exc}", err=True)
+                        continue
                     letters[i] = letter.model_copy(update={"state": State.OPENED})
         return letters, client.me
 

@@ -15,6 +15,7 @@ from channel.party.keyring import Keyring
 from channel.party.notice_text import block, ended_line
 from channel.party.seat import Heard, Seat
 from channel.protocol.canonical import format_time, now_utc
+from channel.protocol.errors import ChannelError, IntegrityError
 from channel.protocol.models import LiveEvent
 from channel.protocol.notice import NoticeKind
 
@@ -62,8 +63,7 @@ def watch(
                     label = seat.label(event.letter_id)
                     say(_line(event, label), document | ({"label": label} if label else {}))
                 elif event.kind == "letter" and event.recipient == client.me.name:
-                    content = await seat.receive(client, event.letter_id)
-                    heard = Heard.of(content, seat.exercise.control)
+                    heard = await _receive(seat, client, event.letter_id)
                     if heard is None:  # a letter from control that is not a notice
                         say(_line(event), document)
                     elif heard.notice.kind is NoticeKind.ENDED:
@@ -83,6 +83,19 @@ def watch(
         act(config, name, watch_as)
     except KeyboardInterrupt:
         return
+
+
+async def _receive(seat: Seat, client: Client, letter_id: str) -> Heard | None:
+    """Open a letter from control and read its notice; a letter that cannot be opened (gone
+    past its deadline, opened from another copy of the keyring) is a warning, not the end."""
+    try:
+        content = await seat.receive(client, letter_id)
+    except IntegrityError:
+        raise  # control's keys or chain do not verify: that stops the watch
+    except ChannelError as exc:
+        click.echo(f"warning: could not open letter {letter_id} from control: {exc}", err=True)
+        return None
+    return Heard.of(content, seat.exercise.control)
 
 
 def _notice(event: LiveEvent, heard: Heard) -> dict[str, Any]:
