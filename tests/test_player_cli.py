@@ -19,6 +19,8 @@ from structlog.testing import capture_logs
 from channel.party.client import Client
 from channel.party.exercise import ExerciseSeats, save_labels
 from channel.party.keyring import Keyring
+from channel.party.notice_text import span, time_left
+from channel.party.seat import Heard
 from channel.protocol.canonical import parse_time
 from channel.protocol.notice import CONTROL_PARTY, Deadline, Notice, NoticeKind
 from tests.conftest import PartyFactory
@@ -265,3 +267,23 @@ async def test_outside_an_exercise_nothing_changes(
     assert_user_error(await shell("open", "L1", "--as", SEAT), 2, "is not a letter id")
     await shell.ok("open", fake, "--as", SEAT)
     assert "Not control" in (await shell.ok("inbox", "--as", SEAT)).stdout
+
+
+def test_a_deadline_reads_as_wall_time_left_at_the_notice_rate() -> None:
+    """Wall time left is world time left over the rate; a paused clock and a passed deadline
+    say so instead of a number."""
+    sent = datetime(2026, 12, 5, 16, 0, tzinfo=UTC)
+    heard = Heard(letter_id="01m93fnezxetdfvvh4fd2dds4v", sent=sent, notice=TASKING)
+    (deadline,) = TASKING.deadlines  # 4 world hours after sending, at 60x: 4 wall minutes
+    assert (
+        time_left(heard, deadline, sent + timedelta(seconds=30)) == "in 3m30s at the current speed"
+    )
+    assert time_left(heard, deadline, sent + timedelta(minutes=5)) == "passed"
+    paused = Heard(heard.letter_id, sent, TASKING.model_copy(update={"rate": 0.0}))
+    assert time_left(paused, deadline, sent + timedelta(hours=1)) == "clock paused"
+    assert [span(s) for s in (45, 250, 7500, 3 * 86400 + 4 * 3600)] == [
+        "45s",
+        "4m10s",
+        "2h05m",
+        "3d4h",
+    ]

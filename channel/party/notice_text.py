@@ -63,7 +63,8 @@ def block(heard: Heard, now: datetime) -> list[str]:
         return [heading_line(heard)]
     marking = f"  {notice.marking}" if notice.marking else ""
     lines = [f"── From control{marking} " + "─" * 20, heading_line(heard)]
-    lines += [f"  {text}" if text else "" for text in notice.text.rstrip().split("\n")]
+    if notice.text.strip():
+        lines += [f"  {text}" if text else "" for text in notice.text.rstrip().split("\n")]
     for deadline in notice.deadlines:
         what = f" {deadline.text}" if deadline.text else ""
         lines.append(
