@@ -10,6 +10,8 @@ import json
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
+
 from channel.exercise.author.lint import lint
 from channel.exercise.author.scenario import load_scenario
 from channel.exercise.escrow import read_escrow
@@ -220,3 +222,31 @@ def test_lint_refuses_a_party_named_like_the_control_cell(tmp_path: Path) -> Non
     assert len(clash) == 1
     assert clash[0].line == 6  # parties[1].name
     assert str(clash[0]).startswith(f"{path}:6")
+
+
+async def test_a_courier_where_control_is_taken_is_a_clear_error(
+    courier_url: str, tmp_path: Path
+) -> None:
+    """A second exercise on the same courier (other party names) stops on exercise.control."""
+    from channel.protocol.errors import NameTaken
+
+    first = tmp_path / "first.yaml"
+    first.write_text(NOTICED, encoding="utf-8")
+    await play(
+        RunOptions(
+            source=load_scenario(first), out=tmp_path / "a", rehearse=True, server=courier_url
+        )
+    )
+    other = tmp_path / "other.yaml"
+    other.write_text(
+        NOTICED.replace("us.cia.director", "us.nsc.staff").replace(BOT, "ir.mfa.tehran"),
+        encoding="utf-8",
+    )
+    with pytest.raises(
+        NameTaken, match=r"exercise\.control is already registered on .* other keys"
+    ):
+        await play(
+            RunOptions(
+                source=load_scenario(other), out=tmp_path / "b", rehearse=True, server=courier_url
+            )
+        )
