@@ -18,7 +18,7 @@ runner ignores them on the people's streams and the report does not count them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -117,15 +117,15 @@ class Notices:
             if inject.from_ not in self.people:
                 return  # a bot's or control seat's letter: a real letter, no notice
             text = "\n\n".join(part for part in (inject.action, inject.text) if part)
-            notice = self.notice(NoticeKind.TASKING, now, inject, text=text)
-            world = notice.world
+            world = self.clocks.world_at(now)
             deadlines = tuple(
                 Deadline(
                     expectation=exp.id, due=world + timedelta(seconds=exp.within), text=exp.text
                 )
                 for exp in inject.expect
             )
-            await self._send(notice.model_copy(update={"deadlines": deadlines}), (inject.from_,))
+            notice = self.notice(NoticeKind.TASKING, now, inject, text=text, deadlines=deadlines)
+            await self._send(notice, (inject.from_,))
             return
         kind = NoticeKind.COMMUNIQUE if inject.channel is Channel.COMMUNIQUE else NoticeKind.NEWS
         seats = [seat for seat in self.people if not inject.to or seat in inject.to]
@@ -162,6 +162,7 @@ class Notices:
         title: str = "",
         text: str = "",
         author: str | None = None,
+        deadlines: tuple[Deadline, ...] = (),
     ) -> Notice:
         """The notice with the clocks as they stand at exercise time `now` (the runner's time,
         so a notice's world time is the world time its inject's log record shows)."""
@@ -174,6 +175,7 @@ class Notices:
             marking=self.scenario.marking.strip(),
             inject=inject.id if inject else None,
             author=author,
+            deadlines=deadlines,
             title=inject.subject if inject else title,
             text=text,
         )
@@ -186,7 +188,7 @@ class Notices:
             return 0.0
         return self.scenario.clock.speed * speed
 
-    async def _send(self, notice: Notice, seats: tuple[str, ...] | list[str]) -> None:
+    async def _send(self, notice: Notice, seats: Iterable[str]) -> None:
         for seat in seats:
             await self._send_one(notice, seat)
 
