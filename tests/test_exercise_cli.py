@@ -191,6 +191,9 @@ def test_sigterm_ends_a_live_run_gracefully(tmp_path: Path) -> None:
     records = read_log(out / "events.jsonl")
     assert records[-1]["kind"] == "run_ended"
     assert records[-1]["data"]["reason"] == "interrupted"
+    # The person in the Quds seat was told, before the courier stopped.
+    ended = [r["data"] for r in records if r["kind"] == "notice_sent"][-1]
+    assert (ended["kind"], ended["party"]) == ("ended", "ir.irgc.quds")
     assert (out / "report.html").exists()
     assert not (out / "control.json").exists()
     assert not list((out / "courier").glob("*.sock"))

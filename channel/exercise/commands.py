@@ -285,6 +285,11 @@ def _announce(stage: Stage, console: Console) -> None:
         console.print("seats played by people (the same CLI as always):", highlight=False)
         for name in people:
             console.print(f"  {name}:  {base} inbox --as {name}", highlight=False, soft_wrap=True)
+            console.print(
+                f"  {name}:  {base} watch --as {name}   (taskings, news and the end come here)",
+                highlight=False,
+                soft_wrap=True,
+            )
     console.print(
         f"control: channel exercise control --run {stage.out} pause|resume|fire INJ|...",
         highlight=False,

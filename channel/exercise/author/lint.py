@@ -41,6 +41,7 @@ from channel.exercise.author.scenario import (
     format_offset,
     load_scenario,
 )
+from channel.protocol.notice import CONTROL_PARTY
 
 Severity = Literal["error", "warning"]
 Where = tuple[str | int, ...]
@@ -126,6 +127,16 @@ def _repeated_names(source: Source) -> Iterator[Problem]:
         for k, exp in enumerate(inj.expect)
     ]
     yield from _repeats(source, "expectation id", expectations)
+    for i, party in enumerate(scenario.parties):
+        if party.name == CONTROL_PARTY:
+            yield _error(
+                source,
+                f"{CONTROL_PARTY!r} is the control cell's own party in every run (it sends the "
+                "people's seats their notices): give this party another name",
+                "parties",
+                i,
+                "name",
+            )
 
 
 def _repeats(source: Source, what: str, named: Sequence[tuple[str, Where]]) -> Iterator[Problem]:

@@ -66,6 +66,8 @@ def describe(record: dict[str, Any]) -> str:
         return f"{d['inject']} {kind.removeprefix('inject_')} by control"
     if kind == "control":
         return f"control: {d['command']} {d.get('argument', '')}".rstrip()
+    if kind == "notice_sent":
+        return f"notice to {d['party']}: {d['subject']}"
     if kind == "action_failed":
         return f"{d['party']} could not {d['action']}: {d['error']}"
     if kind == "run_ended":

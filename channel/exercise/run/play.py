@@ -3,7 +3,9 @@
 run folder/
   events.jsonl      the hash-chained event log (docs/eventlog.md)
   scenario/         the exact scenario file (and bodies) that was played
-  keyring/          the parties' keys (0700/0600): humans play their seats with it
+  keyring/          the parties' keys (0700/0600): humans play their seats with it; control's
+                    public key and exercise.json (the run, its seats) beside them
+  control/          the control cell's own party keys (0600): it signs the notices to people
   courier/          the embedded courier's Redis data and key (without --server)
   control.json      while running: the control API's address and token (0600)
   report.html, report.md, report.json
@@ -39,6 +41,7 @@ from channel.exercise.author.scenario import (
 from channel.exercise.escrow import ARCHIVE_KEY_FILE, ESCROW_DIR
 from channel.exercise.eventlog import LOG_FILE, EventLog, b64
 from channel.exercise.run.control import control_api
+from channel.exercise.run.notices import Notices, cast_control, save_seats
 from channel.exercise.run.runner import Runner
 from channel.party.client import Client
 from channel.party.keyring import Keyring
@@ -176,6 +179,8 @@ async def _stage_and_play(
         )
         ring = Keyring(out / "keyring")
         clients = await _cast(Client(url, session=session), ring, scenario, courier_key, url)
+        control = await cast_control(Client(url, session=session), out, ring, courier_key, url)
+        save_seats(ring.home, out.name, scenario, seats)
         events = stack.enter_context(EventLog(out / LOG_FILE))
         archive = _archive_key(out) if scenario.transcript is Transcript.ESCROW else None
         runner = Runner(
@@ -189,7 +194,11 @@ async def _stage_and_play(
             archive_key=archive,
             escrow_dir=out / ESCROW_DIR,
         )
+        runner.notices = Notices(
+            control, scenario, seats, clocks, runner.write, run=out.name, archive_key=archive
+        )
         data, evidence = _started(options, seats, url, courier_key, clients, clocks)
+        evidence["control_key"] = b64(control.me.public().signing_key)
         if archive is not None:
             evidence["archive_key"] = b64(archive)
         runner.write("run_started", data, evidence)

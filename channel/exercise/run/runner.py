@@ -36,6 +36,7 @@ from channel.exercise.run.expectations import (
     letter_facts,
     receipt_fact,
 )
+from channel.exercise.run.notices import Notices
 from channel.party.client import Client
 from channel.protocol.errors import ChannelError
 from channel.protocol.lifecycle import State, is_terminal
@@ -48,6 +49,7 @@ from channel.protocol.models import (
     SignedContent,
 )
 from channel.protocol.names import new_letter_id
+from channel.protocol.notice import CONTROL_PARTY, NoticeKind
 from channel.protocol.seal import escrow_content, sign_content
 
 log = structlog.get_logger("channel.exercise")
@@ -132,11 +134,14 @@ class Runner:
         self._order = 0
         self._labels = 0
         self._stop: str | None = None
+        self.notices: Notices | None = None  # what control tells the people's seats (play.py)
 
     # --- the loop -------------------------------------------------------------------------------
 
     async def run(self) -> str:
         """Play the scenario to its end (or until stopped); returns why it ended."""
+        if self.notices:
+            await self.notices.clock(NoticeKind.STARTED, self.now)
         self._schedule_start()
         while self._stop is None:
             await self._step()
@@ -237,6 +242,8 @@ class Runner:
                     label=label,
                     inject=inject.id,
                 )
+        if self.notices:
+            await self.notices.inject(inject, self.now)
         self._chain("inject", inject.id, "fired")
         if inject.channel is Channel.LETTER:
             await self._heard(inject)
@@ -548,6 +555,8 @@ class Runner:
 
     async def _observe(self, party: str, event: LiveEvent) -> None:
         """A letter or receipt seen on a human or control seat's live event stream."""
+        if CONTROL_PARTY in (event.sender, event.recipient):
+            return  # a notice (or a letter to control's party): not an exercise letter
         tracked = self.by_id.get(event.letter_id)
         if tracked is not None and event.seq in tracked.seen:
             return
@@ -600,11 +609,16 @@ class Runner:
             changed = self.clocks.pause() if name == "pause" else self.clocks.resume()
             if changed:
                 self.write("control", {"command": name})
+                if self.notices:
+                    kind = NoticeKind.PAUSED if name == "pause" else NoticeKind.RESUMED
+                    await self.notices.clock(kind, self.now)
             return {"ok": True, "changed": changed} | self.status()
         if name == "speed":
             speed = _parse_speed(argument)
             self.clocks.set_speed(speed)
             self.write("control", {"command": "speed", "argument": argument})
+            if self.notices:
+                await self.notices.speed(self.now)
             return {"ok": True} | self.status()
         inject = self._inject_argument(argument)
         return await self._inject_command(name, inject)
@@ -667,6 +681,8 @@ class Runner:
         """Close open windows, release (post_release), record every letter's final status."""
         if self.clocks.speed is not None:
             self.now = max(self.now, self.clocks.now())
+        if self.notices:
+            await self.notices.ended(reason, self.now)
         for window in self.expectations.still_open():
             window.outcome = Outcome.MISSED
             await self._missed(window, "exercise ended")
