@@ -60,6 +60,7 @@ import redis
 from load import Outcome, Watched
 from prepare import RawParty, raw_party
 
+from channel.courier.embedded import running_url
 from channel.party.client import Client
 from channel.protocol.httpsig import NONCE_TTL_MS
 from channel.protocol.seal import PartyKeys, raw_public
@@ -167,6 +168,15 @@ def _stop(process: subprocess.Popen[str], what: str) -> None:
         process.stdout.close()
 
 
+def _redis_url(data: Path) -> str:
+    """The URL of the embedded Redis a courier or relay runs for `data` (its socket lives in a
+    private runtime dir of its own, named in the data dir's address file)."""
+    url = running_url(data)
+    if url is None:
+        raise RuntimeError(f"no embedded Redis is running for {data}")
+    return url
+
+
 def _redis_pid(data: Path) -> int:
     try:
         return int((data / "redis" / "redis.pid").read_text().strip())
@@ -193,7 +203,7 @@ def courier(
     process, base = _start(command, env, "Courier ready")
     try:
         _wait_workers(workers)
-        yield base, redis_url or f"unix://{data}/redis/redis.sock", process, data
+        yield base, redis_url or _redis_url(data), process, data
     finally:
         _stop(process, "the courier")
         if owned:
@@ -380,7 +390,7 @@ def side_by_side(bench: Bench, args: argparse.Namespace) -> None:
             "courier",
             base,
             courier_process.pid,
-            f"unix://{data}/redis/redis.sock",
+            _redis_url(data),
             _redis_pid(data),
             [(raw_party(keys[i]), keys[SENDERS + i].name) for i in range(SENDERS)],
             prepare.courier_sends,
@@ -392,7 +402,7 @@ def side_by_side(bench: Bench, args: argparse.Namespace) -> None:
             "relay",
             relay_base,
             relay_process.pid,
-            f"unix://{relay_data}/redis/redis.sock",
+            _redis_url(relay_data),
             _redis_pid(relay_data),
             [(raw_party(relay_keys[i]), relay_keys[SENDERS + i].name) for i in range(SENDERS)],
             prepare.relay_sends,
