@@ -558,28 +558,49 @@ def live_with_watchers(bench: Bench, args: argparse.Namespace, rate: int = 500) 
         # courier's Redis connections); the signatures stay good for a minute.
         requests, ids = bench.prepare(server, int(rate * args.seconds))
         watcher, pipe, (_, opened, refused) = _watchers(server.port, streams, bench.fast, 600)
+        store = redis.Redis.from_url(_redis_url(data))
         try:
             time.sleep(0.5)
+            pids = server.server_pids()
+            cpu, xreads = cpu_seconds(pids), _xreads(store)
             outcome = bench.open(server.port, requests, rate)
             time.sleep(1.0)
+            cpu, xreads = cpu_seconds(pids) - cpu, _xreads(store) - xreads
         finally:
             watched = _stop_watchers(watcher, pipe)
-    delays = []
+            store.close()
+    delays, after_answer = [], []
     missing = 0
     for i, letter_id in enumerate(ids):
         due = outcome.started + i / rate
         arrivals = watched.seen.get(letter_id, [])
         missing += max(0, per_party - len(arrivals))
         delays += [at - due for at in arrivals]
+        if i in outcome.answered:
+            after_answer += [at - outcome.answered[i] for at in arrivals]
     print(
         f"4. send → live event, {opened:,} watchers connected ({parties} parties × {per_party}), "
         f"{rate}/s open loop: "
         + (f"{spread(delays)}  max {max(delays) * 1000:.1f} ms" if delays else "no event arrived")
     )
+    # The send's own answer, timed the same way: what the hub adds is the difference.
+    print(
+        f"   the send alone (its answer): {spread(outcome.latencies)}; "
+        f"the event after the send's answer (the hub's share): {spread(after_answer)}"
+    )
+    print(
+        f"   courier CPU (all workers) {cpu / len(ids) * 1e6:,.0f} µs per send, "
+        f"{xreads / len(ids):.2f} event reads (XREAD) per send"
+    )
     print(
         f"   streams refused: {_refusals(refused)}; dropped: {watched.dropped}; "
         f"events not seen: {missing}; sends not 2xx: {_statuses(outcome)}"
     )
+
+
+def _xreads(store: redis.Redis) -> int:
+    stats: dict[str, Any] = store.info("commandstats")
+    return int(stats.get("cmdstat_xread", {}).get("calls", 0))
 
 
 def idle_watchers(bench: Bench, args: argparse.Namespace) -> None:
