@@ -60,6 +60,7 @@ import redis
 from load import Outcome, Watched
 from prepare import RawParty, raw_party
 
+from channel.courier.embedded import running_url
 from channel.party.client import Client
 from channel.protocol.httpsig import NONCE_TTL_MS
 from channel.protocol.seal import PartyKeys, raw_public
@@ -167,6 +168,15 @@ def _stop(process: subprocess.Popen[str], what: str) -> None:
         process.stdout.close()
 
 
+def _redis_url(data: Path) -> str:
+    """The URL of the embedded Redis a courier or relay runs for `data` (its socket lives in a
+    private runtime dir of its own, named in the data dir's address file)."""
+    url = running_url(data)
+    if url is None:
+        raise RuntimeError(f"no embedded Redis is running for {data}")
+    return url
+
+
 def _redis_pid(data: Path) -> int:
     try:
         return int((data / "redis" / "redis.pid").read_text().strip())
@@ -193,7 +203,7 @@ def courier(
     process, base = _start(command, env, "Courier ready")
     try:
         _wait_workers(workers)
-        yield base, redis_url or f"unix://{data}/redis/redis.sock", process, data
+        yield base, redis_url or _redis_url(data), process, data
     finally:
         _stop(process, "the courier")
         if owned:
@@ -380,7 +390,7 @@ def side_by_side(bench: Bench, args: argparse.Namespace) -> None:
             "courier",
             base,
             courier_process.pid,
-            f"unix://{data}/redis/redis.sock",
+            _redis_url(data),
             _redis_pid(data),
             [(raw_party(keys[i]), keys[SENDERS + i].name) for i in range(SENDERS)],
             prepare.courier_sends,
@@ -392,7 +402,7 @@ def side_by_side(bench: Bench, args: argparse.Namespace) -> None:
             "relay",
             relay_base,
             relay_process.pid,
-            f"unix://{relay_data}/redis/redis.sock",
+            _redis_url(relay_data),
             _redis_pid(relay_data),
             [(raw_party(relay_keys[i]), relay_keys[SENDERS + i].name) for i in range(SENDERS)],
             prepare.relay_sends,
@@ -548,28 +558,49 @@ def live_with_watchers(bench: Bench, args: argparse.Namespace, rate: int = 500) 
         # courier's Redis connections); the signatures stay good for a minute.
         requests, ids = bench.prepare(server, int(rate * args.seconds))
         watcher, pipe, (_, opened, refused) = _watchers(server.port, streams, bench.fast, 600)
+        store = redis.Redis.from_url(_redis_url(data))
         try:
             time.sleep(0.5)
+            pids = server.server_pids()
+            cpu, xreads = cpu_seconds(pids), _xreads(store)
             outcome = bench.open(server.port, requests, rate)
             time.sleep(1.0)
+            cpu, xreads = cpu_seconds(pids) - cpu, _xreads(store) - xreads
         finally:
             watched = _stop_watchers(watcher, pipe)
-    delays = []
+            store.close()
+    delays, after_answer = [], []
     missing = 0
     for i, letter_id in enumerate(ids):
         due = outcome.started + i / rate
         arrivals = watched.seen.get(letter_id, [])
         missing += max(0, per_party - len(arrivals))
         delays += [at - due for at in arrivals]
+        if i in outcome.answered:
+            after_answer += [at - outcome.answered[i] for at in arrivals]
     print(
         f"4. send → live event, {opened:,} watchers connected ({parties} parties × {per_party}), "
         f"{rate}/s open loop: "
         + (f"{spread(delays)}  max {max(delays) * 1000:.1f} ms" if delays else "no event arrived")
     )
+    # The send's own answer, timed the same way: what the hub adds is the difference.
+    print(
+        f"   the send alone (its answer): {spread(outcome.latencies)}; "
+        f"the event after the send's answer (the hub's share): {spread(after_answer)}"
+    )
+    print(
+        f"   courier CPU (all workers) {cpu / len(ids) * 1e6:,.0f} µs per send, "
+        f"{xreads / len(ids):.2f} event reads (XREAD) per send"
+    )
     print(
         f"   streams refused: {_refusals(refused)}; dropped: {watched.dropped}; "
         f"events not seen: {missing}; sends not 2xx: {_statuses(outcome)}"
     )
+
+
+def _xreads(store: redis.Redis) -> int:
+    stats: dict[str, Any] = store.info("commandstats")
+    return int(stats.get("cmdstat_xread", {}).get("calls", 0))
 
 
 def idle_watchers(bench: Bench, args: argparse.Namespace) -> None:

@@ -88,6 +88,8 @@ class Outcome:
     latencies: list[float] = field(default_factory=list)
     started: float = 0.0
     client_cpu: float = 0.0
+    # Open loop only: request i's answer, time.monotonic() (to set against a watcher's times).
+    answered: dict[int, float] = field(default_factory=dict)
 
 
 async def _connect(port: int, on_reply: Callable[[_Exchange, int], None]) -> _Exchange:
@@ -158,17 +160,19 @@ def open_loop(port: int, requests: list[bytes], rate: float, connections: int) -
 
 async def _open_loop(port: int, requests: list[bytes], rate: float, connections: int) -> Outcome:
     outcome = Outcome()
-    due_at: dict[_Exchange, float] = {}
+    due_at: dict[_Exchange, tuple[float, int]] = {}
     idle: deque[_Exchange] = deque()
-    waiting: deque[tuple[float, bytes]] = deque()
+    waiting: deque[tuple[float, int, bytes]] = deque()
     finished = asyncio.get_running_loop().create_future()
 
-    def dispatch(conn: _Exchange, due: float, request: bytes) -> None:
-        due_at[conn] = due
+    def dispatch(conn: _Exchange, due: float, index: int, request: bytes) -> None:
+        due_at[conn] = (due, index)
         conn.send(request)
 
     def on_reply(conn: _Exchange, status: int) -> None:
-        outcome.latencies.append(time.perf_counter() - due_at.pop(conn))
+        due, index = due_at.pop(conn)
+        outcome.latencies.append(time.perf_counter() - due)
+        outcome.answered[index] = time.monotonic()
         outcome.statuses[status] += 1
         if conn.lost:
             pass  # a connection the server closed takes no more requests
@@ -191,9 +195,9 @@ async def _open_loop(port: int, requests: list[bytes], rate: float, connections:
         if delay > 0.0005:
             await asyncio.sleep(delay)
         if idle:
-            dispatch(idle.popleft(), due, request)
+            dispatch(idle.popleft(), due, i, request)
         else:
-            waiting.append((due, request))
+            waiting.append((due, i, request))
     await asyncio.wait_for(finished, 120)
     outcome.elapsed = time.perf_counter() - start
     outcome.completed = len(outcome.latencies)

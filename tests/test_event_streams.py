@@ -6,6 +6,7 @@ import asyncio
 from contextlib import AsyncExitStack
 
 import aiohttp
+import redis.asyncio as aioredis
 from multidict import CIMultiDict
 
 from channel.party.client import Client
@@ -116,3 +117,36 @@ async def test_a_watch_started_without_an_id_misses_nothing_sent_while_it_was_aw
         event = await asyncio.wait_for(anext(watching), WAIT)
         await watching.aclose()
     assert event.letter_id == sent.envelope.id
+
+
+async def test_a_partys_streams_woken_together_share_one_read(
+    start_courier: CourierFactory, party: PartyFactory, redis: aioredis.Redis
+) -> None:
+    """Ten streams of one party each get all of 20 letters' events, with far fewer event reads
+    (XREAD) than one per stream per letter: streams at the same cursor share one read."""
+    base = await start_courier(rate_limit_per_second=0)
+    director, quds = await party(DIRECTOR), await party(QUDS)
+    letters = 20
+    async with aiohttp.ClientSession() as session, AsyncExitStack() as stack:
+        streams = []
+        for _ in range(10):
+            stream = await open_stream(stack, session, base, identity(quds))
+            assert isinstance(stream, aiohttp.ClientResponse)
+            await stream.content.readuntil(b"event: ready")
+            streams.append(stream)
+        await asyncio.sleep(0.2)  # each stream's first read is done: count from here
+        before = await _xreads(redis)
+        sent = [
+            (await director.send_letter(QUDS, f"letter {n}"))[0].envelope.id for n in range(letters)
+        ]
+        for stream in streams:
+            text = b""
+            while not all(letter.encode() in text for letter in sent):
+                text += await asyncio.wait_for(stream.content.readuntil(b"\r\n\r\n"), WAIT)
+        reads = await _xreads(redis) - before
+    assert reads <= letters * 3, f"{reads} reads for {letters} letters on 10 streams"
+
+
+async def _xreads(redis: aioredis.Redis) -> int:
+    stats = await redis.info("commandstats")
+    return int(stats.get("cmdstat_xread", {}).get("calls", 0))

@@ -4,7 +4,8 @@ Each worker keeps one pub/sub connection per Redis master (`Store.follow_appends
 of every append to any party's event stream; the hub wakes that party's watchers, and each reads
 its new events from its own cursor on the hub's store, a connection pool of its own, a bounded
 number of reads at a time. So an idle watcher costs no Redis connection and no Redis command, and
-no request ever waits for, or fails because of, a watcher.
+no request ever waits for, or fails because of, a watcher. A party's watchers woken together are
+usually at the same cursor: they share one read (`Hub.read`), not one each.
 
 A notification says only "P's stream grew"; the events themselves are read from the stream, so a
 lost notification (the reader reconnecting) loses nothing: once the reader is subscribed again it
@@ -14,6 +15,7 @@ wakes every watcher, and each reads whatever it has not sent yet.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import structlog
@@ -22,6 +24,8 @@ from channel.courier.store import Store
 from channel.protocol.errors import StoreUnavailable, TooManyStreams
 
 log = structlog.get_logger("channel.events")
+
+Events = list[tuple[str, bytes]]  # (event id, event JSON), oldest first
 
 # Reads in flight at once on the hub's own store, whatever the number of watchers woken.
 READS_IN_FLIGHT = 16
@@ -46,6 +50,8 @@ class Hub:
         self._watchers: dict[str, set[Watcher]] = {}
         self._count = 0
         self._reads = asyncio.Semaphore(READS_IN_FLIGHT)
+        # Per party, the reads under way, by (cursor, count): a watcher asking for the same joins.
+        self._reading: dict[str, dict[tuple[str, int], asyncio.Future[Events]]] = {}
         self._reader: asyncio.Task[None] | None = None
         self._up = False  # the reader is subscribed on every master
         self._failing = False  # the reader's last attempt failed (say so when it recovers)
@@ -92,15 +98,42 @@ class Hub:
             if not mine:
                 del self._watchers[watcher.party]
 
-    async def read(self, party: str, cursor: str, count: int) -> list[tuple[str, bytes]]:
+    async def read(self, party: str, cursor: str, count: int) -> Events:
+        """Up to `count` of `party`'s events after `cursor`, read once for every watcher that
+        asks the same while the read is under way. A read begun before an append was announced
+        is not joined after it (`_appended` forgets it), so a watcher woken by the announcement
+        always reads from Redis after the append."""
+        under_way = self._reading.setdefault(party, {})
+        key = (cursor, count)
+        shared = under_way.get(key)
+        if shared is None:
+            shared = asyncio.ensure_future(self._read(party, cursor, count))
+            under_way[key] = shared
+            shared.add_done_callback(self._forget(party, key))
+        # Shielded: one watcher leaving must not cancel the read the others wait for.
+        return await asyncio.shield(shared)
+
+    async def _read(self, party: str, cursor: str, count: int) -> Events:
         async with self._reads:
             return await self.store.events_after(party, cursor, count=count)
 
+    def _forget(self, party: str, key: tuple[str, int]) -> Callable[[asyncio.Future[Events]], None]:
+        def forget(done: asyncio.Future[Events]) -> None:
+            under_way = self._reading.get(party)
+            if under_way is not None and under_way.get(key) is done:
+                del under_way[key]
+                if not under_way:
+                    del self._reading[party]
+
+        return forget
+
     def _appended(self, party: str) -> None:
+        self._reading.pop(party, None)  # begun before this append: no one may join them now
         for watcher in self._watchers.get(party, ()):
             watcher.wake.set()
 
     def _ready(self) -> None:
+        self._reading.clear()
         for watchers in self._watchers.values():
             for watcher in watchers:
                 watcher.wake.set()
