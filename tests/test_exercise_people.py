@@ -47,7 +47,7 @@ SPEED = "2"
 FIRST_QUIET = 30.0  # the person answers the tasking after this long
 SECOND_QUIET = 90.0  # then stays quiet this long before reading and answering the notification
 PAUSE = 5.0  # wall seconds control keeps the run paused
-FINISH_SPEED = "400"  # once the person is done, the rest plays out in seconds
+FINISH_SPEED = "2000"  # once the person is done, the rest plays out in seconds
 
 NOTES = """\
 evaluators: [A. Evaluator]
@@ -77,6 +77,9 @@ class Played:
     run: Path
     sent: dict[str, str] = field(default_factory=dict)  # what the person wrote → its letter id
     opened: list[str] = field(default_factory=list)  # letter ids the person opened
+    # Wall time (epoch seconds) of each thing the person did, by letter id: a letter's dwell in
+    # the person's inbox is its opening here less its delivery in the log.
+    acted: dict[str, float] = field(default_factory=dict)
     inbox: list[dict[str, Any]] = field(default_factory=list)  # the person's inbox, as last seen
     control: list[tuple[str, str | None, float]] = field(default_factory=list)  # (command, arg, t)
     paused_wall: tuple[float, float] = (0.0, 0.0)  # at least, at most (the commands take time)
@@ -127,6 +130,14 @@ def fired(run: Path, inject: str) -> bool:
     return any(r["kind"] in kinds and r["data"]["inject"] == inject for r in records(run))
 
 
+def forwarded(run: Path) -> bool:
+    """Whether the Commission has written to the person (the log records what bots send)."""
+    return any(
+        r["kind"] == "letter_sent" and (r["data"]["from"], r["data"]["to"]) == (COMMISSION, PERSON)
+        for r in records(run)
+    )
+
+
 def offset_seconds(offset: str) -> float:
     hours, minutes, seconds = offset.removeprefix("T+").split(":")
     return int(hours) * 3600 + int(minutes) * 60 + int(seconds)
@@ -157,6 +168,7 @@ class Person:
             env=self.env,
         )
         self.played.sent[key] = sent["id"]
+        self.played.acted[sent["id"]] = time.time()
         return str(sent["id"])
 
     def inbox(self) -> list[dict[str, Any]]:
@@ -168,6 +180,7 @@ class Person:
         return [row for row in self.inbox() if row["sender"] == sender]
 
     def open(self, letter_id: str) -> dict[str, Any]:
+        self.played.acted[letter_id] = time.time()
         opened = json_of("open", letter_id, "--as", PERSON, env=self.env)
         self.played.opened.append(letter_id)
         return dict(opened)
@@ -249,12 +262,12 @@ def script(played: Played) -> None:
     control("release", "INJ-06")
     control("fire", "INJ-05")
 
-    # Upland's notification comes through the Commission; the person reads and answers it after
-    # a quiet spell of ~90 s since they last acted.
-    notification = wait_for(
-        "the Commission's forward", lambda: person.letters_from(COMMISSION), SECOND_QUIET + 60
-    )[0]
+    # Upland's notification comes through the Commission (the test learns so from the log, so the
+    # person stays quiet: no polling); the person looks at the inbox, reads and answers after a
+    # quiet spell of ~90 s since they last acted.
+    wait_for("the Commission's forward", lambda: forwarded(run), SECOND_QUIET + 60)
     time.sleep(max(0.0, SECOND_QUIET - (time.monotonic() - last_act)))
+    [notification] = wait_for("the forward", lambda: person.letters_from(COMMISSION), 30)
     person.open(notification["id"])
     person.send(
         "acknowledgement",
