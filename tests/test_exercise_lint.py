@@ -6,11 +6,13 @@ must point at carries a `# <-` comment, so the expected line is read from the te
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from channel.exercise.author.lint import lint, lint_file
+from channel.exercise.author.lint import Pace, lint, lint_file
 from channel.exercise.author.scenario import Problem, bundled_dir, load_scenario
 
 HEADER = """\
@@ -521,7 +523,7 @@ def test_contingency_loop_is_an_error(tmp_path: Path) -> None:
         "        check: sent\n"
         "        from: us.cia.director\n"
         "        to: ir.irgc.quds\n"
-        "        within: 1h\n"
+        "        within: 3h\n"
         "        contingency: INJ-02\n"
     )
     finding = one(write(tmp_path, injects=injects))
@@ -698,7 +700,7 @@ def test_stand_in_that_never_does_the_expected_action_is_a_warning(tmp_path: Pat
         "        check: opened  # <-\n"
         "        from: ch.protecting-power\n"
         "        to: us.cia.director\n"
-        "        within: 2h\n"
+        "        within: 4h\n"
     )
     policies = swap(
         POLICIES,
@@ -775,3 +777,54 @@ def test_a_duplicate_id_is_not_suggested_for_the_missing_one(tmp_path: Path) -> 
         "INJ-04 to follow: fix the id"
     )
     assert "did you mean" not in found[1].message
+
+
+# --- time that suits people ----------------------------------------------------------------------
+
+
+def test_a_persons_deadline_too_short_at_the_runs_speed_is_a_warning(tmp_path: Path) -> None:
+    """6h of story at clock.speed 60 is 6 wall minutes at speed 1, but 2 at speed 3: a warning."""
+    injects = swap(INJECTS, "        within: 6h\n", "        within: 6h  # <-\n")
+    path = write(tmp_path, injects=injects)
+    assert lint_file(path) == []
+    [finding] = lint_file(path, Pace(speed=3))
+    assert (finding.line, finding.severity) == (marked(path)[0], "warning")
+    assert finding.message == (
+        "EXP-01 gives us.cia.director (a person) 2m of wall time at speed 3 (6h of story time at "
+        "clock.speed 60), less than 3 wall minutes: play at speed 2 or slower, or lengthen `within`"
+    )
+    [finding] = lint_file(path, Pace(speed=1, min_wall_minutes=9))
+    assert "6m of wall time at speed 1" in finding.message
+    assert "less than 9 wall minutes: play at speed 0.66 or slower" in finding.message
+
+
+def test_bots_deadlines_and_speed_max_are_not_held_to_wall_minutes(tmp_path: Path) -> None:
+    """Only people need wall minutes: a bot's deadline, or any at speed max, is not flagged."""
+    path = write(tmp_path)
+    assert lint_file(path, Pace(speed=None)) == []
+    parties = swap(
+        PARTIES, "    play: human\n    stand_in: bot:director\n", "    play: bot:director\n"
+    )
+    assert lint_file(write(tmp_path, parties=parties), Pace(speed=100)) == []
+
+
+def test_lint_command_takes_the_runs_speed_and_the_least_wall_minutes(tmp_path: Path) -> None:
+    """`exercise lint --speed N --min-wall-minutes M` warns by file:line and still exits 0."""
+    injects = swap(INJECTS, "        within: 6h\n", "        within: 6h  # <-\n")
+    path = write(tmp_path, injects=injects)
+    lint_command = [sys.executable, "-m", "channel", "exercise", "lint", str(path)]
+    done = subprocess.run(
+        [*lint_command, "--speed", "2", "--min-wall-minutes", "4"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.startswith(f"{path}:{marked(path)[0]}: warning: EXP-01 gives")
+    assert "3m of wall time at speed 2" in done.stderr
+    assert "play at speed 1.5 or slower" in done.stderr
+    refused = subprocess.run(
+        [*lint_command, "--min-wall-minutes", "0"], capture_output=True, text=True, check=False
+    )
+    assert refused.returncode == 2
+    assert "--min-wall-minutes" in refused.stderr

@@ -124,13 +124,28 @@ def schema(output: Path | None) -> None:
 
 @exercise.command()
 @click.argument("target", metavar="FILE|NAME")
+@click.option(
+    "--speed",
+    type=Speed(),
+    default="1",
+    help="The speed the run will play at, for people's deadlines [1, as people play].",
+)
+@click.option(
+    "--min-wall-minutes",
+    type=click.FloatRange(min=0, min_open=True),
+    default=3.0,
+    show_default=True,
+    help="The least wall time a person's deadline may give.",
+)
 @json_option
-def lint(target: str, as_json: bool) -> None:
+def lint(target: str, speed: float, min_wall_minutes: float, as_json: bool) -> None:
     """Check a scenario: every problem as file:line: message."""
+    from channel.exercise.author.lint import Pace
     from channel.exercise.author.lint import lint as lint_source
 
     source = load(target)
-    problems = lint_source(source)
+    pace = Pace(None if math.isinf(speed) else speed, min_wall_minutes)
+    problems = lint_source(source, pace)
     errors = [p for p in problems if p.severity == "error"]
     scenario = source.scenario
     expectations = len(scenario.expectations())

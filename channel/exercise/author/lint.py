@@ -13,6 +13,7 @@ can fire, a deadline still open when play stops).
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -52,18 +53,35 @@ _ALWAYS = frozenset({"party"})
 _FROM_LETTER = frozenset({"sender", "recipient", "subject", "body"})
 
 
-def lint_file(path: Path) -> list[Problem]:
+# The least wall time a person is given to meet a deadline, unless the facilitator says otherwise:
+# reading a letter, deciding with the room and writing back takes minutes, whatever the story says.
+MIN_WALL_MINUTES = 3.0
+# The speed people play at unless `exercise run --speed` says otherwise (real time).
+PEOPLE_SPEED = 1.0
+
+
+@dataclass(frozen=True)
+class Pace:
+    """The run the scenario is linted for: its speed (exercise seconds per wall second; None at
+    speed max, where no person plays) and the least wall time a person's deadline may give."""
+
+    speed: float | None = PEOPLE_SPEED
+    min_wall_minutes: float = MIN_WALL_MINUTES
+
+
+def lint_file(path: Path, pace: Pace = Pace()) -> list[Problem]:
     """Load and lint a scenario file: schema problems and lint findings alike, by line."""
     try:
         source = load_scenario(path)
     except ScenarioError as exc:
         return _by_line(exc.problems)
-    return lint(source)
+    return lint(source, pace)
 
 
-def lint(source: Source) -> list[Problem]:
-    """Every semantic problem in a loaded scenario, by line."""
-    return _by_line(finding for check in _CHECKS for finding in check(source))
+def lint(source: Source, pace: Pace = Pace()) -> list[Problem]:
+    """Every semantic problem in a loaded scenario, by line (people's deadlines at `pace`)."""
+    findings = [finding for check in _CHECKS for finding in check(source)]
+    return _by_line([*findings, *_people_deadlines(source, pace)])
 
 
 def _by_line(findings: Iterable[Problem]) -> list[Problem]:
@@ -673,6 +691,39 @@ def _deadlines(source: Source) -> Iterator[Problem]:
                     f"`within` or fire {inj.id} earlier"
                 )
                 yield _warning(source, message, "injects", i, "expect", k, "within")
+
+
+def _people_deadlines(source: Source, pace: Pace) -> Iterator[Problem]:
+    """A deadline a person must meet that gives them too little wall time at the run's speed."""
+    if pace.speed is None:
+        return  # speed max: the run refuses people, so no person has a deadline to meet
+    scenario = source.scenario
+    people = {party.name for party in scenario.parties if party.play == "human"}
+    least = pace.min_wall_minutes * 60
+    for i, inj in enumerate(scenario.injects):
+        for k, exp in enumerate(inj.expect):
+            actor = exp.from_ if exp.check is Check.SENT else exp.to
+            if actor not in people:
+                continue
+            exercise = exp.within / scenario.clock.speed
+            wall = exercise / pace.speed
+            if wall >= least:
+                continue
+            enough = exercise / least
+            message = (
+                f"{exp.id} gives {actor} (a person) {format_duration(wall)} of wall time at speed "
+                f"{pace.speed:g} ({format_duration(exp.within)} of story time at clock.speed "
+                f"{scenario.clock.speed:g}), less than {pace.min_wall_minutes:g} wall minutes: "
+                f"play at speed {_round_down(enough)} or slower, or lengthen `within`"
+            )
+            yield _warning(source, message, "injects", i, "expect", k, "within")
+
+
+def _round_down(speed: float) -> str:
+    """A speed to recommend, to two significant figures and never above the one that is enough."""
+    digits = 1 - math.floor(math.log10(speed))
+    step = 10.0**-digits
+    return f"{round(math.floor(speed / step + 1e-9) * step, max(digits, 0)):g}"
 
 
 # --- letters -------------------------------------------------------------------------------------
