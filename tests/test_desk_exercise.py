@@ -343,3 +343,26 @@ def test_the_clock_and_deadlines_follow_the_latest_notice() -> None:
     assert clock.ended
     assert clock.rate == 0
     assert clock_of([]) is None
+
+
+async def test_the_pages_event_stream_names_each_change_for_htmx(exercise: Exercise) -> None:
+    """A notice reaching the seat comes down the desk's /events as an SSE event named `changed`
+    (what the pages' `sse:changed` triggers listen for), with what changed as its data."""
+    async with jar_session() as http:
+        async with http.get(exercise.login) as reply:
+            assert reply.status == 200
+        async with http.get(f"{exercise.base}/events") as stream:
+            assert stream.status == 200
+            news = await exercise.notice(NoticeKind.NEWS, title="Tanker seized")
+            names: list[str] = []
+            data: list[str] = []
+            async with asyncio.timeout(60):
+                while news not in data:
+                    line = (await stream.content.readline()).decode().strip()
+                    if line.startswith("event:"):
+                        names.append(line.split(":", 1)[1].strip())
+                    elif line.startswith("data:"):
+                        data.append(line.split(":", 1)[1].strip())
+    assert set(names) == {"changed"}
+    assert "notices" in data  # filed before the pages were told
+    assert data.index("notices") < data.index(news)
