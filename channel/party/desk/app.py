@@ -98,7 +98,6 @@ def desk_app(client: Client, ring: Keyring, keys: PartyKeys) -> tuple[web.Applic
 async def _follow(app: web.Application) -> AsyncIterator[None]:
     """Follow the courier's event stream for the desk's life; each event refreshes the pages."""
     desk = app[KEY]
-
     seat = desk.seat
     resync = False
 
@@ -112,7 +111,7 @@ async def _follow(app: web.Application) -> AsyncIterator[None]:
         if seat is not None:  # nothing control sends from here on is missed, nor before
             with contextlib.suppress(ChannelError):
                 position = await desk.client.event_position()
-            await _sweep(desk, seat)
+            resync = not await _sweep(desk, seat)  # the courier away: sweep at the next event
         try:
             async for event in desk.client.watch(position, on_gap=gap):  # reconnects by itself
                 if seat is not None and (
@@ -122,8 +121,7 @@ async def _follow(app: web.Application) -> AsyncIterator[None]:
                         and event.state in (State.ACCEPTED, State.DELIVERED)
                     )
                 ):
-                    resync = False
-                    await _sweep(desk, seat)
+                    resync = not await _sweep(desk, seat)
                 desk.broadcast.publish(event.letter_id)
         except ChannelError as exc:  # e.g. a receipt that does not verify: say so, keep serving
             log.warning("desk_stream_stopped", error=exc.detail)
@@ -135,13 +133,16 @@ async def _follow(app: web.Application) -> AsyncIterator[None]:
         await task
 
 
-async def _sweep(desk: Desk, seat: ControlDesk) -> None:
-    """Open and file what control sent; the pages refresh when something new was filed."""
+async def _sweep(desk: Desk, seat: ControlDesk) -> bool:
+    """Open and file what control sent (the pages refresh when something new was filed);
+    whether the courier could be asked."""
     try:
         if await seat.sweep(desk.client):
             desk.broadcast.publish("notices")
-    except ChannelError as exc:  # the courier is away: the next event sweeps again
+    except ChannelError as exc:  # the courier is away: a later event sweeps again
         log.warning("notices_not_swept", error=exc.detail)
+        return False
+    return True
 
 
 @web.middleware
