@@ -21,6 +21,8 @@ from aiohttp import web
 
 from channel.cli_options import DURATION
 from channel.party.client import Client
+from channel.party.desk.notices import ControlDesk, clock_of, deadlines_of, span
+from channel.party.exercise import ExerciseSeats
 from channel.party.keyring import Keyring, sent_bytes
 from channel.party.web import Broadcast, Guard, Handler, page, web_app
 from channel.protocol.canonical import now_utc, parse_time, sha256_hex
@@ -43,6 +45,7 @@ class Desk:
     keys: PartyKeys
     broadcast: Broadcast
     guard: Guard
+    seat: ControlDesk | None = None  # in an exercise: what control told this seat
 
     @property
     def name(self) -> str:
@@ -61,7 +64,9 @@ def desk_app(client: Client, ring: Keyring, keys: PartyKeys) -> tuple[web.Applic
     guard = Guard()
     app = web_app(guard, jinja2.PackageLoader("channel.party.desk"))
     app.middlewares.append(_errors)
-    desk = Desk(client, ring, keys, Broadcast(), guard)
+    exercise = ExerciseSeats.load(ring.home)
+    seat = ControlDesk(ring, keys, exercise) if exercise is not None else None
+    desk = Desk(client, ring, keys, Broadcast(), guard, seat)
     app[KEY] = desk
     app.cleanup_ctx.append(_follow)
     app.on_shutdown.append(desk.broadcast.close)
@@ -80,6 +85,12 @@ def desk_app(client: Client, ring: Keyring, keys: PartyKeys) -> tuple[web.Applic
         web.post("/letter/{id}/{action:open|return|withdraw}", act),
         web.post("/letter/{id}/fetch", fetch_back),
     ]
+    if seat is not None:
+        routes += [
+            web.get("/notices", notices),
+            web.get("/notices/list", notices),
+            web.get("/exercise/bar", exercise_bar),
+        ]
     app.add_routes(routes)
     return app, guard
 
@@ -87,10 +98,30 @@ def desk_app(client: Client, ring: Keyring, keys: PartyKeys) -> tuple[web.Applic
 async def _follow(app: web.Application) -> AsyncIterator[None]:
     """Follow the courier's event stream for the desk's life; each event refreshes the pages."""
     desk = app[KEY]
+    seat = desk.seat
+    resync = False
+
+    def gap() -> None:  # events were trimmed before we read them: look at the inbox again
+        nonlocal resync
+        resync = True
 
     async def follow() -> None:
+        nonlocal resync
+        position = None
+        if seat is not None:  # nothing control sends from here on is missed, nor before
+            with contextlib.suppress(ChannelError):
+                position = await desk.client.event_position()
+            resync = not await _sweep(desk, seat)  # the courier away: sweep at the next event
         try:
-            async for event in desk.client.watch():  # reconnects by itself
+            async for event in desk.client.watch(position, on_gap=gap):  # reconnects by itself
+                if seat is not None and (
+                    resync
+                    or (
+                        event.sender == seat.control
+                        and event.state in (State.ACCEPTED, State.DELIVERED)
+                    )
+                ):
+                    resync = not await _sweep(desk, seat)
                 desk.broadcast.publish(event.letter_id)
         except ChannelError as exc:  # e.g. a receipt that does not verify: say so, keep serving
             log.warning("desk_stream_stopped", error=exc.detail)
@@ -100,6 +131,18 @@ async def _follow(app: web.Application) -> AsyncIterator[None]:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+async def _sweep(desk: Desk, seat: ControlDesk) -> bool:
+    """Open and file what control sent (the pages refresh when something new was filed);
+    whether the courier could be asked."""
+    try:
+        if await seat.sweep(desk.client):
+            desk.broadcast.publish("notices")
+    except ChannelError as exc:  # the courier is away: a later event sweeps again
+        log.warning("notices_not_swept", error=exc.detail)
+        return False
+    return True
 
 
 @web.middleware
@@ -124,7 +167,31 @@ async def home(request: web.Request) -> web.StreamResponse:
 def _page(
     template: str, request: web.Request, context: dict[str, Any], *, status: int = 200
 ) -> web.Response:
-    return page(request, request.app[KEY].guard, template, context, status=status)
+    desk = request.app[KEY]
+    return page(request, desk.guard, template, _exercise(desk) | context, status=status)
+
+
+def _exercise(desk: Desk) -> dict[str, Any]:
+    """What every page shows in an exercise: the marking, the clocks, the letters' labels."""
+    seat = desk.seat
+    if seat is None:
+        return {}
+    clock = clock_of(seat.heard)
+    now = now_utc()
+    return {
+        "exercise": seat.exercise,
+        "clock": clock,
+        "world_now": clock.world_at(now) if clock is not None else None,
+        "wall_now": now,
+        "labels": seat.labels(),
+        "when": _when,
+        "iso": lambda moment: moment.isoformat().replace("+00:00", "Z"),
+    }
+
+
+def _when(moment: datetime) -> str:
+    """`2017-12-22 09:00:00Z`: a time for people, world or wall."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 # --- lists ---------------------------------------------------------------------------------
@@ -163,6 +230,12 @@ async def _listing(
     now = now_utc()
     rows = []
     for letter in letters:
+        if (
+            box == "inbox"
+            and desk.seat is not None
+            and desk.seat.files_apart(letter.sender, letter.id)
+        ):
+            continue  # control's notices are filed apart ("From control")
         other = letter.sender if box == "inbox" else letter.recipient
         subject = desk.subject(letter.id)
         day = letter.sent_at[:10]
@@ -427,3 +500,29 @@ def _deadline(form: dict[str, str]) -> timedelta:
         return DURATION.convert(form.get("deadline", "7d"), None, None)
     except click.BadParameter as exc:
         raise ValueError(exc.message) from None
+
+
+# --- in an exercise: what control told this seat ------------------------------------------
+
+
+async def notices(request: web.Request) -> web.StreamResponse:
+    """The notices, newest first, with the seat's deadlines (the page or its live part)."""
+    desk = request.app[KEY]
+    seat = desk.seat
+    assert seat is not None  # the route exists in an exercise only
+    now = now_utc()
+    clock = clock_of(seat.heard)
+    context = {
+        "me": desk.name,
+        "heard": list(reversed(seat.heard)),
+        "dues": deadlines_of(seat.heard, clock, now),
+        "failed": seat.failed,
+        "span": span,
+    }
+    template = "notice_list.html" if request.path.endswith("/list") else "notices.html"
+    return _page(template, request, context)
+
+
+async def exercise_bar(request: web.Request) -> web.StreamResponse:
+    """The clock bar alone, for the live refresh after a notice."""
+    return _page("exercise_bar.html", request, {"me": request.app[KEY].name})

@@ -141,7 +141,8 @@ class Broadcast:
         try:
             async with sse_response(request) as stream:
                 while (event := await queue.get()) is not None:
-                    await stream.send("changed", event=event)
+                    # the event is named `changed` (htmx `sse:changed`); its data says what
+                    await stream.send(event, event="changed")
         except ConnectionResetError:  # the page went away: nothing to report
             pass
         finally:
