@@ -19,7 +19,7 @@ import click
 from click.core import ParameterSource
 
 from channel.cli_options import SERVER_URL, echo_json, json_option
-from channel.exercise.run.control import COMMANDS
+from channel.exercise.run.command import COMMANDS
 from channel.protocol.errors import ChannelError
 
 if TYPE_CHECKING:
@@ -297,38 +297,33 @@ def _announce(stage: Stage, console: Console) -> None:
     "--run",
     "run_dir",
     type=click.Path(file_okay=False, path_type=Path),
-    help="The run folder [the latest under ./exercise-runs].",
+    help="The run folder [the one live run, found from any folder].",
 )
 @click.argument("command", type=click.Choice(COMMANDS))
 @click.argument("argument", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print the run's answer as JSON.")
 def control(run_dir: Path | None, command: str, argument: str | None, as_json: bool) -> None:
-    """Control a live run: status, pause, resume, speed N|max, fire|skip|hold|release INJ."""
+    """Control a live run: status, pause, resume, speed N|max, fire|skip|hold|release INJ.
+
+    Without --run it finds the live run from any folder (a registry of live runs under
+    $XDG_STATE_HOME/backchannel/runs); with several live, pick one with --run."""
     import asyncio
 
-    from channel.exercise.run.control import accepted, send_command
+    from channel.exercise.run.control import command as send
+    from channel.exercise.run.registry import find_live_run
 
     needs = {"speed": "a speed (N or max)", "fire": "an inject id", "skip": "an inject id"}
     needs |= {"hold": "an inject id", "release": "an inject id"}
     if command in needs and not argument:
         raise click.UsageError(f"{command} needs {needs[command]}")
-    result = accepted(asyncio.run(send_command(run_dir or _latest_run(), command, argument)))
+    status = asyncio.run(send(find_live_run(run_dir), command, argument))
     if as_json:
-        echo_json(result)
+        echo_json(status.model_dump(mode="json", exclude_none=True))
         return
-    state = "paused" if result["paused"] else f"running at speed {result['speed']}"
-    click.echo(f"{result['exercise']}  world {result['world']}  move {result['move']}  {state}")
-    waiting = ", ".join(f"{n['inject']} {n['at']}" for n in result["next"]) or "none"
-    click.echo(f"fired {len(result['fired'])}, held {result['held'] or 'none'}, next: {waiting}")
-
-
-def _latest_run() -> Path:
-    from channel.exercise.run.control import CONTROL_FILE, NoLiveRun
-
-    live = sorted(Path("exercise-runs").glob(f"*/{CONTROL_FILE}"), key=lambda p: p.stat().st_mtime)
-    if not live:
-        raise NoLiveRun("no live run under ./exercise-runs: pass --run DIR")
-    return live[-1].parent
+    state = "paused" if status.paused else f"running at speed {status.speed}"
+    click.echo(f"{status.exercise}  world {status.world}  move {status.move}  {state}")
+    waiting = ", ".join(f"{n.inject} {n.at}" for n in status.next) or "none"
+    click.echo(f"fired {len(status.fired)}, held {status.held or 'none'}, next: {waiting}")
 
 
 @exercise.command()
