@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from channel.exercise.author.scenario import Source
+    from channel.exercise.run.live import LiveView
     from channel.exercise.run.play import Stage
 
 FORMATS = ("html", "md", "json")
@@ -266,7 +267,7 @@ def play_and_report(
         rehearse=rehearse,
         humans=humans,
         on_record=view.show,
-        on_stage=lambda stage: _announce(stage, console),
+        on_stage=lambda stage: _announce(stage, console, view),
     )
     with view:
         played = asyncio.run(play(options))
@@ -276,8 +277,10 @@ def play_and_report(
     return played.out, reports
 
 
-def _announce(stage: Stage, console: Console) -> None:
+def _announce(stage: Stage, console: Console, view: LiveView) -> None:
     """Tell the room where the courier is and how people play their seats."""
+    if stage.clocks is not None:
+        view.follow(stage.clocks)
     console.print(f"run folder {stage.out}   courier {stage.url}", highlight=False, soft_wrap=True)
     people = [name for name, seat in stage.seats.items() if seat == "human"]
     if people:
