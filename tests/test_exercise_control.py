@@ -25,7 +25,15 @@ from channel.exercise.run.live import LiveView
 from channel.exercise.run.play import RunOptions, play
 from channel.exercise.run.registry import find_live_run, live_runs, registered, registry_dir
 from tests.test_exercise_cli import channel
-from tests.test_exercise_run import CONTROLLED, SMALL, scenario, wait_for_control
+from tests.test_exercise_run import (
+    CONTROLLED,
+    DIRECTOR,
+    ESCROWED,
+    QUDS,
+    SMALL,
+    scenario,
+    wait_for_control,
+)
 
 
 def _dead_pid() -> int:
@@ -158,6 +166,43 @@ async def test_cli_control_finds_the_run_from_another_folder(tmp_path: Path) -> 
     gone = await asyncio.to_thread(channel, "exercise", "control", "status", cwd=elsewhere)
     assert gone.returncode == 4
     assert "no exercise is running" in gone.stderr
+
+
+async def test_cli_send_finds_the_live_run_too(tmp_path: Path) -> None:
+    """`channel exercise send` without --run, from another folder, escrows the person's letter
+    in the live run; the run logs it."""
+    out = tmp_path / "deep" / "run"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    options = RunOptions(source=scenario(tmp_path, ESCROWED), out=out, speed=1.0)
+    running = asyncio.create_task(play(options))
+    await wait_for_control(out)
+    sent = await asyncio.to_thread(
+        channel,
+        "exercise",
+        "send",
+        "--as",
+        QUDS,
+        "--to",
+        DIRECTOR,
+        "--text",
+        "Hello.",
+        cwd=elsewhere,
+    )
+    assert sent.returncode == 0, sent.stderr
+    assert len(list((out / "escrow").glob("*.bin"))) == 1
+    for _ in range(400):  # up to 20 s on a loaded machine
+        if any(r["kind"] == "escrowed" for r in read_log(out / "events.jsonl")):
+            break
+        await asyncio.sleep(0.05)
+    await send_command(out, "speed", "max")
+    records = read_log((await asyncio.wait_for(running, 60)).log)
+    (letter,) = [
+        r["data"] for r in records if r["kind"] == "letter_sent" and r["data"]["from"] == QUDS
+    ]
+    assert letter["to"] == DIRECTOR
+    escrowed = [r["data"]["letter"] for r in records if r["kind"] == "escrowed"]
+    assert letter["letter"] in escrowed
 
 
 def _view(tmp_path: Path, console: Console) -> LiveView:

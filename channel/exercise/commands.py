@@ -39,6 +39,13 @@ run_option = click.option(
     help="The run folder.",
 )
 
+live_run_option = click.option(
+    "--run",
+    "run_dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="The run folder [the one live run, found from any folder].",
+)
+
 
 class ScenarioProblems(ChannelError):
     """The scenario has problems (each already printed with its file and line)."""
@@ -330,7 +337,7 @@ def control(run_dir: Path | None, command: str, argument: str | None, as_json: b
 
 
 @exercise.command()
-@run_option
+@live_run_option
 @click.option("--as", "name", required=True, metavar="PARTY", help="The seat you play.")
 @click.option("--to", required=True, metavar="PARTY", help="The recipient.")
 @click.option("--subject", default="", help="Subject (the exercise marking is prefixed).")
@@ -344,7 +351,7 @@ def control(run_dir: Path | None, command: str, argument: str | None, as_json: b
 @click.option("--reply-to", metavar="LETTER_ID", help="The letter this answers.")
 @json_option
 def send(
-    run_dir: Path,
+    run_dir: Path | None,
     name: str,
     to: str,
     subject: str,
@@ -357,10 +364,12 @@ def send(
     import asyncio
 
     from channel.exercise.escrow import send_escrowed
+    from channel.exercise.run.registry import find_live_run
     from channel.protocol.models import Precedence
 
+    run = find_live_run(run_dir)
     letter_id = asyncio.run(
-        send_escrowed(run_dir, name, to, text, subject, Precedence(precedence), reply_to)
+        send_escrowed(run, name, to, text, subject, Precedence(precedence), reply_to)
     )
     if as_json:
         echo_json({"id": letter_id, "sender": name, "recipient": to, "escrowed": True})
