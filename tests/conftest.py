@@ -32,6 +32,14 @@ from channel.protocol.models import Receipt, SealedLetter
 from channel.protocol.seal import PartyKeys, raw_public, verify_chain
 
 
+@pytest.fixture(autouse=True)
+def _own_state_home(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each test's registry of live exercise runs is its own (never the user's ~/.local/state)."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state")))
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

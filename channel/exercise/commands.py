@@ -19,13 +19,14 @@ import click
 from click.core import ParameterSource
 
 from channel.cli_options import SERVER_URL, echo_json, json_option
-from channel.exercise.run.control import COMMANDS
+from channel.exercise.run.command import COMMANDS
 from channel.protocol.errors import ChannelError
 
 if TYPE_CHECKING:
     from rich.console import Console
 
     from channel.exercise.author.scenario import Source
+    from channel.exercise.run.live import LiveView
     from channel.exercise.run.play import Stage
 
 FORMATS = ("html", "md", "json")
@@ -36,6 +37,13 @@ run_option = click.option(
     required=True,
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="The run folder.",
+)
+
+live_run_option = click.option(
+    "--run",
+    "run_dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="The run folder [the one live run, found from any folder].",
 )
 
 
@@ -281,7 +289,7 @@ def play_and_report(
         rehearse=rehearse,
         humans=humans,
         on_record=view.show,
-        on_stage=lambda stage: _announce(stage, console),
+        on_stage=lambda stage: _announce(stage, console, view),
     )
     with view:
         played = asyncio.run(play(options))
@@ -291,8 +299,10 @@ def play_and_report(
     return played.out, reports
 
 
-def _announce(stage: Stage, console: Console) -> None:
+def _announce(stage: Stage, console: Console, view: LiveView) -> None:
     """Tell the room where the courier is and how people play their seats."""
+    if stage.clocks is not None:
+        view.follow(stage.clocks)
     console.print(f"run folder {stage.out}   courier {stage.url}", highlight=False, soft_wrap=True)
     people = [name for name, seat in stage.seats.items() if seat == "human"]
     if people:
@@ -317,42 +327,37 @@ def _announce(stage: Stage, console: Console) -> None:
     "--run",
     "run_dir",
     type=click.Path(file_okay=False, path_type=Path),
-    help="The run folder [the latest under ./exercise-runs].",
+    help="The run folder [the one live run, found from any folder].",
 )
 @click.argument("command", type=click.Choice(COMMANDS))
 @click.argument("argument", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print the run's answer as JSON.")
 def control(run_dir: Path | None, command: str, argument: str | None, as_json: bool) -> None:
-    """Control a live run: status, pause, resume, speed N|max, fire|skip|hold|release INJ."""
+    """Control a live run: status, pause, resume, speed N|max, fire|skip|hold|release INJ.
+
+    Without --run it finds the live run from any folder (a registry of live runs under
+    $XDG_STATE_HOME/backchannel/runs); with several live, pick one with --run."""
     import asyncio
 
-    from channel.exercise.run.control import accepted, send_command
+    from channel.exercise.run.control import command as send
+    from channel.exercise.run.registry import find_live_run
 
     needs = {"speed": "a speed (N or max)", "fire": "an inject id", "skip": "an inject id"}
     needs |= {"hold": "an inject id", "release": "an inject id"}
     if command in needs and not argument:
         raise click.UsageError(f"{command} needs {needs[command]}")
-    result = accepted(asyncio.run(send_command(run_dir or _latest_run(), command, argument)))
+    status = asyncio.run(send(find_live_run(run_dir), command, argument))
     if as_json:
-        echo_json(result)
+        echo_json(status.model_dump(mode="json", exclude_none=True))
         return
-    state = "paused" if result["paused"] else f"running at speed {result['speed']}"
-    click.echo(f"{result['exercise']}  world {result['world']}  move {result['move']}  {state}")
-    waiting = ", ".join(f"{n['inject']} {n['at']}" for n in result["next"]) or "none"
-    click.echo(f"fired {len(result['fired'])}, held {result['held'] or 'none'}, next: {waiting}")
-
-
-def _latest_run() -> Path:
-    from channel.exercise.run.control import CONTROL_FILE, NoLiveRun
-
-    live = sorted(Path("exercise-runs").glob(f"*/{CONTROL_FILE}"), key=lambda p: p.stat().st_mtime)
-    if not live:
-        raise NoLiveRun("no live run under ./exercise-runs: pass --run DIR")
-    return live[-1].parent
+    state = "paused" if status.paused else f"running at speed {status.speed}"
+    click.echo(f"{status.exercise}  world {status.world}  move {status.move}  {state}")
+    waiting = ", ".join(f"{n.inject} {n.at}" for n in status.next) or "none"
+    click.echo(f"fired {len(status.fired)}, held {status.held or 'none'}, next: {waiting}")
 
 
 @exercise.command()
-@run_option
+@live_run_option
 @click.option("--as", "name", required=True, metavar="PARTY", help="The seat you play.")
 @click.option("--to", required=True, metavar="PARTY", help="The recipient.")
 @click.option("--subject", default="", help="Subject (the exercise marking is prefixed).")
@@ -366,7 +371,7 @@ def _latest_run() -> Path:
 @click.option("--reply-to", metavar="ID|L3", help="The letter this answers (id or label).")
 @json_option
 def send(
-    run_dir: Path,
+    run_dir: Path | None,
     name: str,
     to: str,
     subject: str,
@@ -379,13 +384,15 @@ def send(
     import asyncio
 
     from channel.exercise.escrow import send_escrowed
+    from channel.exercise.run.registry import find_live_run
     from channel.party.exercise import resolve_letter
     from channel.protocol.models import Precedence
 
+    run = find_live_run(run_dir)
     if reply_to:
-        reply_to = resolve_letter(run_dir / "keyring", reply_to)  # `L3` as the report numbers it
+        reply_to = resolve_letter(run / "keyring", reply_to)  # `L3` as the report numbers it
     letter_id = asyncio.run(
-        send_escrowed(run_dir, name, to, text, subject, Precedence(precedence), reply_to)
+        send_escrowed(run, name, to, text, subject, Precedence(precedence), reply_to)
     )
     if as_json:
         echo_json({"id": letter_id, "sender": name, "recipient": to, "escrowed": True})

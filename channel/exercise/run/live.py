@@ -5,6 +5,7 @@ otherwise (CI, a pipe) it prints one line per event."""
 from __future__ import annotations
 
 from collections import deque
+from datetime import UTC, datetime
 from typing import Any
 
 from rich.console import Console, Group, RenderableType
@@ -13,6 +14,7 @@ from rich.progress import BarColumn, Progress, TextColumn
 from rich.table import Table
 from rich.text import Text
 
+from channel.exercise.author.clock import Clocks
 from channel.exercise.author.scenario import Scenario, format_offset
 from channel.exercise.tally import InjectTally, describe_ended
 
@@ -96,17 +98,26 @@ class LiveView:
             TextColumn("MSEL"), BarColumn(), TextColumn("{task.description}"), console=console
         )
         self.task = self.progress.add_task(self.tally.text(), total=self.tally.expected or 1)
+        self.clocks: Clocks | None = None
         self._live: Live | None = None
+
+    def follow(self, clocks: Clocks) -> None:
+        """Read the header's clocks from the run's own clocks, so they tick between events."""
+        self.clocks = clocks
 
     def __enter__(self) -> LiveView:
         if self.redraw:
-            self._live = Live(self._render(), console=self.console, refresh_per_second=8)
+            # `get_renderable`: each refresh (4 a second) re-renders, so the clocks move on
+            # their own; records only add lines.
+            self._live = Live(
+                console=self.console, refresh_per_second=4, get_renderable=self._render
+            )
             self._live.__enter__()
         return self
 
     def __exit__(self, *exc: Any) -> None:
         if self._live is not None:
-            self._live.update(self._render())
+            self._live.refresh()
             self._live.__exit__(None, None, None)
             self._live = None
 
@@ -120,7 +131,7 @@ class LiveView:
             self.console.print(f"{stamp}  {line}", markup=False, highlight=False, soft_wrap=True)
             return
         self.recent.append((record, line))
-        self._live.update(self._render())
+        self._live.refresh()
 
     def _count(self, record: dict[str, Any]) -> None:
         kind, data = record["kind"], record["data"]
@@ -143,22 +154,28 @@ class LiveView:
         return Group(self._header(), self._table(), self._footer(), self.progress)
 
     def _header(self) -> Text:
+        """The title and the three clocks: wall, exercise (T+) and world, read now."""
         title = Text(f"{self.scenario.marking}  {self.scenario.title}", style="bold")
-        if self.last is None:
+        wall = datetime.now(UTC).strftime("%H:%M:%SZ")
+        if self.clocks is not None:
+            t = self.clocks.now()
+            world = self.clocks.world_at(t).strftime("%Y-%m-%d %H:%M:%S")
+            move, paused = self.clocks.span_at(t).move.id, self.clocks.paused
+        elif self.last is not None:  # not following the run's clocks: the last record's
+            t, move, paused = self.last["t"] / 1000, self.last["move"], self.paused
+            world = self.last["world"][:19].replace("T", " ")
+        else:
             return title
-        clocks = (
-            f"\nexercise {format_offset(self.last['t'] / 1000)}   "
-            f"world {self.last['world'][:16].replace('T', ' ')}Z   move {self.last['move']}"
-        )
-        state = "   [PAUSED]" if self.paused else ""
-        return title + Text(clocks + state, style="yellow" if self.paused else "dim")
+        clocks = f"\nwall {wall}   exercise {format_offset(t)}   world {world}Z   move {move}"
+        state = "   [PAUSED]" if paused else ""
+        return title + Text(clocks + state, style="yellow" if paused else "dim")
 
     def _table(self) -> Table:
         table = Table(box=None, show_header=True, header_style="dim", expand=True)
         table.add_column("exercise", no_wrap=True)
         table.add_column("world", no_wrap=True)
         table.add_column("event")
-        for record, line in self.recent:
+        for record, line in list(self.recent):  # a copy: the refresh thread reads it too
             style = _STYLE.get(record["kind"], "white")
             world = record["world"][5:16].replace("T", " ")
             table.add_row(format_offset(record["t"] / 1000), world, Text(line, style=style))

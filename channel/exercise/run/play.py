@@ -60,6 +60,7 @@ class Stage:
     out: Path
     keyring: Path
     seats: dict[str, str]
+    clocks: Clocks | None = None  # the run's clocks, for a view that ticks between events
 
 
 @dataclass(frozen=True)
@@ -205,7 +206,7 @@ async def _stage_and_play(
         stopper.attach(runner)
         await stack.enter_async_context(control_api(runner, out))
         if options.on_stage is not None:
-            options.on_stage(Stage(url, out, ring.home, seats))
+            options.on_stage(Stage(url, out, ring.home, seats, clocks))
         async with _watching(runner, seats, clients, live=options.speed is not None):
             reason = await runner.run()
         await runner.finish(reason, releases=scenario.transcript is Transcript.POST_RELEASE)
