@@ -21,7 +21,7 @@ from channel.exercise.run.control import send_command
 from channel.exercise.run.notices import CONTROL_DIR
 from channel.exercise.run.play import RunOptions, play
 from channel.party.client import Client
-from channel.party.exercise import ExerciseSeats
+from channel.party.exercise import ExerciseSeats, load_labels
 from channel.party.keyring import Keyring
 from channel.protocol.canonical import format_time
 from channel.protocol.notice import CONTROL_PARTY, Deadline, Notice, NoticeKind
@@ -193,6 +193,9 @@ async def test_a_person_receives_taskings_news_clock_changes_and_the_end_from_co
     # Not exercise letters: only the person's own letter is tracked, counted and reported.
     letters = [r["data"] for r in records if r["kind"] == "letter_sent"]
     assert [(d["from"], d["to"], d["by"]) for d in letters] == [(PERSON, BOT, "human")]
+    # The person's client knows the letter by its label too (labels.json in their keyring home).
+    sent = next(r for r in records if r["kind"] == "letter_sent")
+    assert load_labels(out / "keyring") == {sent["data"]["letter"]: sent["evidence"]["letter_id"]}
     assert records[-1]["data"]["letters"] == 1
     met = [r["data"]["expectation"] for r in records if r["kind"] == "expectation_met"]
     assert met == ["EXP-1"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -17,6 +18,7 @@ from channel.exercise.eventlog import EventLog, b64
 from channel.exercise.run.bots import Arrival
 from channel.exercise.run.expectations import Window
 from channel.exercise.run.schedule import Schedule
+from channel.party.exercise import save_labels
 from channel.protocol.errors import ChannelError
 from channel.protocol.lifecycle import State
 from channel.protocol.models import LetterStatus, Precedence, Receipt, SignedContent
@@ -51,6 +53,7 @@ class EvidenceLog:
         events: EventLog,
         schedule: Schedule,
         on_record: Callable[[dict[str, Any]], None] | None = None,
+        labels_home: Path | None = None,
     ) -> None:
         self.log = events
         self.schedule = schedule
@@ -58,6 +61,8 @@ class EvidenceLog:
         self.letters: dict[str, Tracked] = {}
         self.by_id: dict[str, Tracked] = {}
         self._labels = 0
+        # People's clients read the labels from their keyring home, so `L3` works for them too.
+        self.labels_home = labels_home
 
     def write(
         self, kind: str, data: dict[str, Any], evidence: dict[str, Any] | None = None
@@ -76,10 +81,16 @@ class EvidenceLog:
     def track(self, tracked: Tracked) -> None:
         self.letters[tracked.label] = tracked
         self.by_id[tracked.letter_id] = tracked
+        self._publish_labels()
 
     def untrack(self, tracked: Tracked) -> None:
         del self.letters[tracked.label]
         del self.by_id[tracked.letter_id]
+        self._publish_labels()
+
+    def _publish_labels(self) -> None:
+        if self.labels_home is not None:
+            save_labels(self.labels_home, {t.label: t.letter_id for t in self.letters.values()})
 
     # --- records --------------------------------------------------------------------------------
 

@@ -194,6 +194,7 @@ async def _stage_and_play(
             on_record=options.on_record,
             archive_key=archive,
             escrow_dir=out / ESCROW_DIR,
+            labels_home=ring.home if "human" in seats.values() else None,
         )
         runner.notices = Notices(
             control, scenario, seats, clocks, runner.write, run=out.name, archive_key=archive

@@ -64,6 +64,7 @@ class Runner:
         on_record: Callable[[dict[str, Any]], None] | None = None,
         archive_key: bytes | None = None,
         escrow_dir: Path | None = None,
+        labels_home: Path | None = None,
     ) -> None:
         self.scenario = scenario
         self.seats = seats  # party → human | control | bot:<policy>
@@ -72,7 +73,7 @@ class Runner:
         self.archive_key = archive_key  # escrow transcripts: the control cell's X25519 key
         self.escrow_dir = escrow_dir  # where people's `channel exercise send` leaves escrows
         self.schedule = Schedule(clocks, scenario.latency, seed)
-        self.evidence = EvidenceLog(events, self.schedule, on_record)
+        self.evidence = EvidenceLog(events, self.schedule, on_record, labels_home)
         self.book = InjectBook(scenario)
         self.scoring = Scoring(self.book, self.schedule, self.evidence, self._fire)
         self.turns = BotTurns(scenario, seats, seed, self.schedule, self.evidence, self._bot_send)
