@@ -322,6 +322,26 @@ def control(run_dir: Path | None, command: str, argument: str | None, as_json: b
     click.echo(f"fired {len(result['fired'])}, held {result['held'] or 'none'}, next: {waiting}")
 
 
+@exercise.command()
+@click.option(
+    "--run",
+    "run_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The run folder [the latest under ./exercise-runs].",
+)
+@click.option("--port", type=click.IntRange(0, 65535), default=0, help="Default: a free port.")
+@click.option("--no-browser", is_flag=True, help="Print the link only; do not open a browser.")
+def board(run_dir: Path | None, port: int, no_browser: bool) -> None:
+    """The control cell's board in the browser: clocks, controls, MSEL, expectations, letters.
+
+    Serves on 127.0.0.1 only; the printed link holds a one-time token: whoever opens it first
+    gets the board. /projector is the view for the room.
+    """
+    from channel.exercise.board.command import open_board
+
+    open_board(run_dir or _latest_run(), port, open_browser=not no_browser)
+
+
 def _latest_run() -> Path:
     from channel.exercise.run.control import CONTROL_FILE, NoLiveRun
 

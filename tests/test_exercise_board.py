@@ -1,0 +1,213 @@
+"""The control cell's board over a real live run (embedded courier, real control API, real event
+log), guarded like the desk and driven by clicks in headless Chromium (Debian chromium-driver).
+
+Screenshots land in build/desk-screenshots/ (or $DESK_SCREENSHOTS), kept as test artefacts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from structlog.testing import capture_logs
+
+from channel.exercise.author.scenario import load_scenario
+from channel.exercise.board.app import board_app
+from channel.exercise.eventlog import LOG_FILE, read_log
+from channel.exercise.run.control import CONTROL_FILE, send_command
+from channel.exercise.run.play import RunOptions, play
+from channel.party.web import CSP, serve
+from tests.test_desk import Browser, browser_test, jar_session, needs_browser
+
+WAIT = 60.0  # seconds a live change may take on a loaded machine
+
+# A person's seat and a bot, at speed 1 (one exercise second per wall second): the first inject
+# is five hours away, so the run stays alive for the whole test.
+SCENARIO = """\
+title: The board under test
+marking: EXERCISE EXERCISE EXERCISE
+parties:
+  - {name: us.cia.director, play: "bot:quiet"}
+  - {name: ir.irgc.quds, play: human, stand_in: "bot:quiet"}
+clock:
+  start: 2017-11-20T09:00:00Z
+  speed: 60
+  end: T+10:00:00
+policies:
+  quiet: {}
+injects:
+  - id: INJ-01
+    at: T+05:00:00
+    from: us.cia.director
+    to: ir.irgc.quds
+    subject: Warning
+    body: Do not.
+    expect:
+      - {id: EXP-1, check: replied, from: us.cia.director, to: ir.irgc.quds, within: 10d}
+  - id: INJ-02
+    at: T+06:00:00
+    channel: news
+    to: ir.irgc.quds
+    subject: Wire report
+    body: Strikes reported near the border.
+"""
+
+
+@dataclass
+class BoardUnderTest:
+    run_dir: Path
+    login: str
+
+    @property
+    def base(self) -> str:
+        return self.login.split("/login")[0]
+
+    def records(self, kind: str) -> list[dict[str, Any]]:
+        return [r for r in read_log(self.run_dir / LOG_FILE) if r["kind"] == kind]
+
+
+@pytest.fixture(autouse=True)
+def quiet() -> Iterator[None]:
+    with capture_logs():
+        yield
+
+
+@pytest.fixture
+async def board(tmp_path: Path) -> AsyncIterator[BoardUnderTest]:
+    """A live run with a person's seat, and its board on 127.0.0.1."""
+    source = tmp_path / "board.yaml"
+    source.write_text(SCENARIO, encoding="utf-8")
+    out = tmp_path / "run"
+    running = asyncio.create_task(
+        play(RunOptions(source=load_scenario(source), out=out, speed=1.0))
+    )
+    try:
+        await poll(lambda: _exists(out / CONTROL_FILE), "the control API")
+        app, guard = board_app(out)
+        runner, url = await serve(app, guard, port=0, open_browser=False)
+        try:
+            yield BoardUnderTest(out, url)
+        finally:
+            await runner.cleanup()
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+
+
+async def _exists(path: Path) -> bool:
+    return await asyncio.to_thread(path.exists)
+
+
+async def poll(fetch: Callable[[], Awaitable[Any]], what: str) -> Any:
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        if got := await fetch():
+            return got
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"never saw {what}")
+
+
+async def csrf_of(http: aiohttp.ClientSession, board: BoardUnderTest) -> str:
+    async with http.get(f"{board.base}/") as reply:
+        text = await reply.text()
+    return text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+
+
+# --- the guard --------------------------------------------------------------------------------
+
+
+async def test_the_board_is_guarded_like_the_desk(board: BoardUnderTest) -> None:
+    """No token: 401; a cross-site post (no CSRF token, foreign Origin): 403 and the run goes on;
+    every page carries the CSP without external sources."""
+    async with aiohttp.ClientSession() as stranger:
+        for path in ("/", "/projector", "/part/msel"):
+            async with stranger.get(f"{board.base}{path}") as reply:
+                assert reply.status == 401
+                assert reply.headers["Content-Security-Policy"] == CSP
+        async with stranger.post(f"{board.base}/command", data={"command": "pause"}) as reply:
+            assert reply.status == 401
+    async with jar_session() as http:
+        async with http.get(board.login, allow_redirects=False) as reply:
+            assert reply.status == 303
+        for path in ("/", "/projector"):
+            async with http.get(f"{board.base}{path}") as reply:
+                assert reply.status == 200
+                assert reply.headers["Content-Security-Policy"] == CSP
+                assert "EXERCISE EXERCISE EXERCISE" in await reply.text()
+        csrf = await csrf_of(http, board)
+        headers = {"Origin": "http://evil.example"}
+        form = {"command": "pause", "csrf": csrf}
+        async with http.post(f"{board.base}/command", data=form, headers=headers) as reply:
+            assert reply.status == 403
+        async with http.post(f"{board.base}/command", data={"command": "pause"}) as reply:
+            assert reply.status == 403
+    status = await send_command(board.run_dir, "status")
+    assert status["paused"] is False
+    assert board.records("control") == []
+
+
+async def test_a_refused_command_is_a_readable_page(board: BoardUnderTest) -> None:
+    """Releasing an inject that is not held: the run's own reason on a 409 page, nothing logged;
+    firing asks to confirm before anything is sent."""
+    async with jar_session() as http:
+        async with http.get(board.login, allow_redirects=False):
+            pass
+        csrf = await csrf_of(http, board)
+        form = {"command": "release", "argument": "INJ-02", "csrf": csrf}
+        async with http.post(f"{board.base}/command", data=form) as reply:
+            assert reply.status == 409
+            text = await reply.text()
+        assert "inject INJ-02 is not held" in text
+        assert "Traceback" not in text
+        form = {"command": "fire", "argument": "INJ-02", "csrf": csrf}
+        async with http.post(f"{board.base}/command", data=form) as reply:
+            assert reply.status == 200
+            assert "Fire INJ-02 now?" in await reply.text()
+    assert board.records("inject_released") == []
+    assert board.records("inject_fired") == []
+
+
+# --- in the browser ---------------------------------------------------------------------------
+
+
+@needs_browser
+@browser_test
+async def test_the_board_pauses_the_run_and_fires_an_inject(
+    board: BoardUnderTest, tmp_path: Path
+) -> None:
+    """Clocks and MSEL shown; Pause pauses the run (status and the log's control record); Fire,
+    confirmed, fires the inject and its letter appears in the lanes; the projector renders."""
+    browser = await asyncio.to_thread(Browser, tmp_path / "profile")
+    try:
+        await browser.go(board.login)
+        await browser.wait_for("#clock-exercise", "T+00:00")
+        await browser.wait_for("#inject-INJ-01", "pending")
+        assert "Warning" in await browser.text("#msel")
+        assert "EXERCISE EXERCISE EXERCISE" in await browser.text(".marking")
+        await browser.click("#pause")
+        await browser.wait_for("#run-state", "PAUSED")
+        assert (await send_command(board.run_dir, "status"))["paused"] is True
+        assert [r["data"] for r in board.records("control")] == [{"command": "pause"}]
+        await browser.click("#fire-INJ-01")
+        await browser.wait_for("h1", "Fire INJ-01 now?")
+        await browser.click("#confirm")
+        await browser.wait_for("#inject-INJ-01", "fired")
+        fired = board.records("inject_fired")
+        assert [(r["data"]["inject"], r["data"]["cause"]) for r in fired] == [("INJ-01", "control")]
+        await browser.wait_for("#lanes figcaption", "L1 us.cia.director → ir.irgc.quds")
+        await browser.wait_for("#expectations", "pending")
+        await browser.run(browser.driver.set_window_size, 1280, 1900)
+        await browser.shot("board")
+        await browser.go(f"{board.base}/projector")
+        await browser.wait_for("#run-state", "PAUSED")
+        assert "1 of 2 injects done" in await browser.text("#progress")
+        assert "inject fired" in await browser.text("#latest")
+        await browser.shot("board-projector")
+    finally:
+        await asyncio.to_thread(browser.close)
