@@ -119,6 +119,29 @@ async def csrf_of(http: aiohttp.ClientSession, board: BoardUnderTest) -> str:
     return text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
 
 
+class LiveBrowser(Browser):
+    """A browser whose reads survive htmx swapping a part of the page under them."""
+
+    def _first_text(self, css: str) -> str | None:
+        from selenium.common.exceptions import StaleElementReferenceException
+
+        try:
+            return super()._first_text(css)
+        except StaleElementReferenceException:
+            return None
+
+    async def click(self, css: str) -> None:
+        from selenium.common.exceptions import StaleElementReferenceException
+
+        for _ in range(20):
+            try:
+                await super().click(css)
+                return
+            except StaleElementReferenceException:
+                await asyncio.sleep(0.1)
+        raise AssertionError(f"{css!r} kept being replaced")
+
+
 # --- the guard --------------------------------------------------------------------------------
 
 
@@ -183,7 +206,7 @@ async def test_the_board_pauses_the_run_and_fires_an_inject(
 ) -> None:
     """Clocks and MSEL shown; Pause pauses the run (status and the log's control record); Fire,
     confirmed, fires the inject and its letter appears in the lanes; the projector renders."""
-    browser = await asyncio.to_thread(Browser, tmp_path / "profile")
+    browser = await asyncio.to_thread(LiveBrowser, tmp_path / "profile")
     try:
         await browser.go(board.login)
         await browser.wait_for("#clock-exercise", "T+00:00")

@@ -180,7 +180,7 @@ class Board:
 
     def observe(self, status: Status | None) -> bool:
         """Take the latest status; True when it changed what the board shows."""
-        changed = status != self.status
+        changed = _shown(status) != _shown(self.status)  # the clocks tick in the page itself
         self.status = status
         if status is not None:
             for row in self.msel.values():
@@ -196,6 +196,12 @@ class Board:
         """(injects done: fired or skipped, injects in the MSEL)."""
         done = sum(row.status in ("fired", "skipped") for row in self.msel.values())
         return done, len(self.msel)
+
+
+def _shown(status: Status | None) -> tuple[Any, ...] | None:
+    if status is None:
+        return None
+    return (status.move, status.paused, status.speed, status.fired, status.held, status.skipped)
 
 
 def _trigger(inject: Inject) -> str:
