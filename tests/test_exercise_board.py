@@ -7,6 +7,7 @@ Screenshots land in build/desk-screenshots/ (or $DESK_SCREENSHOTS), kept as test
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from channel.exercise.eventlog import LOG_FILE, read_log
 from channel.exercise.run.control import CONTROL_FILE, send_command
 from channel.exercise.run.play import RunOptions, play
 from channel.party.web import CSP, serve
+from tests.test_cli import CHANNEL
 from tests.test_desk import Browser, browser_test, jar_session, needs_browser
 
 WAIT = 60.0  # seconds a live change may take on a loaded machine
@@ -234,3 +236,43 @@ async def test_the_board_pauses_the_run_and_fires_an_inject(
         await browser.shot("board-projector")
     finally:
         await asyncio.to_thread(browser.close)
+
+
+async def test_channel_exercise_board_prints_a_one_time_link(board: BoardUnderTest) -> None:
+    """`channel exercise board --run DIR --no-browser` serves that run on 127.0.0.1 behind a
+    link that logs in once."""
+    command = [*CHANNEL, "exercise", "board", "--run", str(board.run_dir), "--no-browser"]
+    process = await asyncio.create_subprocess_exec(
+        *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
+    )
+    try:
+        assert process.stdout is not None
+        url = ""
+        while "login?token=" not in url:
+            url = (await asyncio.wait_for(process.stdout.readline(), 60)).decode().strip()
+        assert url.startswith("http://127.0.0.1:")
+        async with jar_session() as http:
+            async with http.get(url) as reply:
+                assert reply.status == 200
+                assert "INJ-01" in await reply.text()
+            async with http.get(url, allow_redirects=False) as again:
+                assert again.status == 401
+    finally:
+        process.terminate()
+        await process.wait()
+
+
+def test_a_folder_without_a_run_is_a_one_line_error(tmp_path: Path) -> None:
+    """The board on a folder with no event log: a one-line error, no trace, exit code 3."""
+    done = subprocess.run(
+        [*CHANNEL, "exercise", "board", "--run", str(tmp_path), "--no-browser"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 3
+    assert (
+        done.stderr.strip()
+        == f"error: {tmp_path}/events.jsonl is missing or unreadable: no exercise run there"
+    )
