@@ -23,10 +23,13 @@ from channel.exercise.board.app import board_app
 from channel.exercise.eventlog import LOG_FILE, read_log
 from channel.exercise.run.control import CONTROL_FILE, send_command
 from channel.exercise.run.play import RunOptions, play
+from channel.party.client import Client
+from channel.party.keyring import Keyring
 from channel.party.web import CSP, serve
 from tests.test_cli import CHANNEL
 from tests.test_desk import Browser, browser_test, jar_session, needs_browser
 
+DIRECTOR, QUDS = "us.cia.director", "ir.irgc.quds"
 WAIT = 60.0  # seconds a live change may take on a loaded machine
 
 # A person's seat and a bot, at speed 1 (one exercise second per wall second): the first inject
@@ -113,6 +116,18 @@ async def poll(fetch: Callable[[], Awaitable[Any]], what: str) -> Any:
             return got
         await asyncio.sleep(0.2)
     raise AssertionError(f"never saw {what}")
+
+
+async def person_opens_the_warning(run_dir: Path) -> None:
+    """The person in the Quds seat opens the letter from the director, from the run's keyring."""
+    url = read_log(run_dir / LOG_FILE)[0]["evidence"]["courier_url"]
+    async with Client(url, Keyring(run_dir / "keyring").load(QUDS)) as quds:
+
+        async def warning() -> list[str]:
+            return [s.id for s in await quds.inbox() if s.sender == DIRECTOR]
+
+        letters = await poll(warning, "the warning in the person's inbox")
+        await quds.open_letter(letters[0])
 
 
 async def csrf_of(http: aiohttp.ClientSession, board: BoardUnderTest) -> str:
@@ -207,7 +222,8 @@ async def test_the_board_pauses_the_run_and_fires_an_inject(
     board: BoardUnderTest, tmp_path: Path
 ) -> None:
     """Clocks and MSEL shown; Pause pauses the run (status and the log's control record); Fire,
-    confirmed, fires the inject and its letter appears in the lanes; the projector renders."""
+    confirmed, fires the inject and its letter appears in the lanes, marked opened once the
+    person opens it; the projector renders."""
     browser = await asyncio.to_thread(LiveBrowser, tmp_path / "profile")
     try:
         await browser.go(board.login)
@@ -227,6 +243,8 @@ async def test_the_board_pauses_the_run_and_fires_an_inject(
         assert [(r["data"]["inject"], r["data"]["cause"]) for r in fired] == [("INJ-01", "control")]
         await browser.wait_for("#lanes figcaption", "L1 us.cia.director → ir.irgc.quds")
         await browser.wait_for("#expectations", "pending")
+        await person_opens_the_warning(board.run_dir)
+        await browser.wait_for("#lanes figcaption", "opened")
         await browser.run(browser.driver.set_window_size, 1280, 1900)
         await browser.shot("board")
         await browser.go(f"{board.base}/projector")

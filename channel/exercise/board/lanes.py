@@ -57,10 +57,11 @@ def swimlanes(parties: list[str], letters: list[Letter], now_ms: int) -> Markup:
             f'<text class="label" x="{(x1 + x2) / 2 + 4:.1f}" y="{(y1 + y2) / 2:.1f}">'
             f"{escape(letter.label)}</text></g>"
         )
-        for event, t in letter.receipts:
+        for index, (event, t) in enumerate(letter.receipts):
             mark = MARKS.get(event, "•")
+            at = max(x(t), x2) + 12 * index  # receipts close together stay apart
             parts.append(
-                f'<text class="receipt r-{escape(event)}" x="{x(t):.1f}" y="{y2 + 18}">'
+                f'<text class="receipt r-{escape(event)}" x="{at:.1f}" y="{y2 + 18}">'
                 f"<title>{escape(letter.label)} {escape(event)}</title>{mark}</text>"
             )
     parts.append("</svg>")
