@@ -213,6 +213,23 @@ async def test_a_refused_command_is_a_readable_page(board: BoardUnderTest) -> No
     assert board.records("inject_fired") == []
 
 
+async def test_hold_and_release_from_the_board(board: BoardUnderTest) -> None:
+    """Hold marks the inject held in the MSEL and the log; Release lifts it (no confirmation)."""
+    async with jar_session() as http:
+        async with http.get(board.login, allow_redirects=False):
+            pass
+        csrf = await csrf_of(http, board)
+        for command, shown in (("hold", "held"), ("release", "pending")):
+            form = {"command": command, "argument": "INJ-02", "csrf": csrf}
+            async with http.post(f"{board.base}/command", data=form) as reply:
+                assert reply.status == 200  # after the redirect to the board
+            async with http.get(f"{board.base}/part/msel") as reply:
+                row = (await reply.text()).split('id="inject-INJ-02"', 1)[1].split("</tr>", 1)[0]
+            assert f'class="badge status">{shown}<' in row
+    assert [r["data"]["inject"] for r in board.records("inject_held")] == ["INJ-02"]
+    assert [r["data"]["inject"] for r in board.records("inject_released")] == ["INJ-02"]
+
+
 # --- in the browser ---------------------------------------------------------------------------
 
 

@@ -78,7 +78,8 @@ class MselRow:
     channel: str
     subject: str
     to: str
-    status: str = "pending"  # fired | held | skipped | pending | waiting
+    due_s: float | None  # exercise seconds, None for one fired by a trigger
+    status: str = "pending"  # pending | held | waiting (held past its time) | fired | skipped
 
 
 @dataclass
@@ -128,7 +129,7 @@ class Board:
                 channel=inject.channel.value,
                 subject=inject.subject,
                 to=", ".join(inject.to),
-                status="pending" if t is not None else "waiting",
+                due_s=t,
             )
             for exp in inject.expect:
                 self.expectations[exp.id] = ExpectationRow(
@@ -189,7 +190,10 @@ class Board:
                 elif row.id in status.skipped:
                     row.status = "skipped"
                 elif row.id in status.held:
-                    row.status = "held"
+                    due = row.due_s is not None and row.due_s <= status.exercise_s
+                    row.status = "waiting" if due else "held"
+                elif row.status in ("held", "waiting"):  # released
+                    row.status = "pending"
         return changed
 
     def progress(self) -> tuple[int, int]:
