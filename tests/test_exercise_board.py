@@ -193,8 +193,8 @@ async def test_the_board_is_guarded_like_the_desk(board: BoardUnderTest) -> None
 
 
 async def test_a_refused_command_is_a_readable_page(board: BoardUnderTest) -> None:
-    """Releasing an inject that is not held: the run's own reason on a 409 page, nothing logged;
-    firing asks to confirm before anything is sent."""
+    """Releasing an inject that is not held, a speed that is not one: the run's own reason on a
+    409 page, nothing logged; firing asks to confirm before anything is sent."""
     async with jar_session() as http:
         async with http.get(board.login, allow_redirects=False):
             pass
@@ -205,12 +205,17 @@ async def test_a_refused_command_is_a_readable_page(board: BoardUnderTest) -> No
             text = await reply.text()
         assert "inject INJ-02 is not held" in text
         assert "Traceback" not in text
+        form = {"command": "speed", "argument": "fast", "csrf": csrf}
+        async with http.post(f"{board.base}/command", data=form) as reply:
+            assert reply.status == 409
+            assert "speed must be a number or max" in await reply.text()
         form = {"command": "fire", "argument": "INJ-02", "csrf": csrf}
         async with http.post(f"{board.base}/command", data=form) as reply:
             assert reply.status == 200
             assert "Fire INJ-02 now?" in await reply.text()
     assert board.records("inject_released") == []
     assert board.records("inject_fired") == []
+    assert board.records("control") == []
 
 
 async def test_hold_and_release_from_the_board(board: BoardUnderTest) -> None:
