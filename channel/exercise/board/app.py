@@ -89,13 +89,7 @@ async def _following(app: web.Application) -> AsyncIterator[None]:
 async def _follow(live: Live) -> None:
     """Tail the log and poll the status; tell the pages what changed."""
     while True:
-        try:
-            records = live.tail.new_records()
-        except (LogError, ValueError) as exc:
-            live.problem = f"the event log cannot be followed: {exc}"
-            records = []
-        for record in records:
-            live.board.feed(record)
+        records = _catch_up(live)
         answer = await control(live.run_dir, "status")
         changed = live.board.observe(answer.status)
         if records:
@@ -103,6 +97,18 @@ async def _follow(live: Live) -> None:
         elif changed:
             live.broadcast.publish("status")
         await asyncio.sleep(POLL)
+
+
+def _catch_up(live: Live) -> int:
+    """Feed the board the records written since the last look; how many there were."""
+    try:
+        records = live.tail.new_records()
+    except (LogError, ValueError) as exc:
+        live.problem = f"the event log cannot be followed: {exc}"
+        return 0
+    for record in records:
+        live.board.feed(record)
+    return len(records)
 
 
 def _context(request: web.Request, **extra: Any) -> dict[str, Any]:
@@ -166,6 +172,8 @@ async def _command(request: web.Request) -> web.StreamResponse:
     answer = await control(request.app[LIVE].run_dir, name, argument)
     if answer.status is None:
         return _render(request, "refused.html", 409, refusal=answer.refusal, command=name)
+    # The run logged the command before it answered: the page redirected to shows it already.
+    _catch_up(request.app[LIVE])
     request.app[LIVE].board.observe(answer.status)
-    request.app[LIVE].broadcast.publish("status")
+    request.app[LIVE].broadcast.publish("log")
     raise web.HTTPSeeOther("/")
