@@ -194,8 +194,8 @@ async def test_a_person_receives_taskings_news_clock_changes_and_the_end_from_co
     letters = [r["data"] for r in records if r["kind"] == "letter_sent"]
     assert [(d["from"], d["to"], d["by"]) for d in letters] == [(PERSON, BOT, "human")]
     # The person's client knows the letter by its label too (labels.json in their keyring home).
-    sent = next(r for r in records if r["kind"] == "letter_sent")
-    assert load_labels(out / "keyring") == {sent["data"]["letter"]: sent["evidence"]["letter_id"]}
+    first = next(r for r in records if r["kind"] == "letter_sent")
+    assert load_labels(out / "keyring") == {first["data"]["letter"]: first["evidence"]["letter_id"]}
     assert records[-1]["data"]["letters"] == 1
     met = [r["data"]["expectation"] for r in records if r["kind"] == "expectation_met"]
     assert met == ["EXP-1"]

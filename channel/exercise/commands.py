@@ -357,6 +357,27 @@ def control(run_dir: Path | None, command: str, argument: str | None, as_json: b
 
 
 @exercise.command()
+@click.option(
+    "--run",
+    "run_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The run folder [the one live run].",
+)
+@click.option("--port", type=click.IntRange(0, 65535), default=0, help="Default: a free port.")
+@click.option("--no-browser", is_flag=True, help="Print the link only; do not open a browser.")
+def board(run_dir: Path | None, port: int, no_browser: bool) -> None:
+    """The control cell's board in the browser: clocks, controls, MSEL, expectations, letters.
+
+    Serves on 127.0.0.1 only; the printed link holds a one-time token: whoever opens it first
+    gets the board. /projector is the view for the room.
+    """
+    from channel.exercise.board.command import open_board
+    from channel.exercise.run.registry import find_live_run
+
+    open_board(find_live_run(run_dir), port, open_browser=not no_browser)
+
+
+@exercise.command()
 @live_run_option
 @click.option("--as", "name", required=True, metavar="PARTY", help="The seat you play.")
 @click.option("--to", required=True, metavar="PARTY", help="The recipient.")
