@@ -22,12 +22,12 @@ from typing import Any, Literal
 from pydantic import Field
 
 from channel.exercise.author.scenario import format_duration, format_offset
-from channel.exercise.eventlog import LogError
+from channel.exercise.eventlog import LogError, NoticeSent, RunStarted, decode_all
+from channel.exercise.eventlog import Record as TypedRecord
 from channel.exercise.report.comms import (
     Comms,
     LetterTrack,
     Part,
-    Record,
     comms,
     letter_tracks,
     world_seconds,
@@ -61,11 +61,35 @@ AREAS_HINT = (
 # --- the overview --------------------------------------------------------------------------------
 
 
+PERSON_TAG = "(person)"
+
+# The raw records `read_log` returns; `analyse` decodes them once (`eventlog.decode_all`) for the
+# communications, integrity and inject counts, which read typed records.
+Record = Mapping[str, Any]
+
+
 class Seat(Part):
     name: str
     label: str
     play: str
     player: str
+
+    @property
+    def person(self) -> bool:
+        """Played by a person: the report tags these seats."""
+        return self.play == "human"
+
+
+class NoticeRow(Part):
+    """A notice control sent a person's seat (a sealed letter from the control party)."""
+
+    t: int
+    world: str
+    wall: str
+    kind: str
+    inject: str | None
+    party: str
+    letter_id: str | None
 
 
 class ObjectiveText(Part):
@@ -228,7 +252,8 @@ class KeyFigures(Part):
     """Page one's numbers."""
 
     injects: str
-    letters: int
+    letters: int  # exercise letters: notices from the control cell are not among them
+    notices: int = 0  # notices the control cell sent people's seats
     expectations_met: int
     expectations_missed: int
     expectations_pending: int
@@ -254,10 +279,18 @@ class AfterAction(Part):
     evaluators: list[str] = Field(default_factory=list)
     assessment: str = ""  # the evaluators' overall summary
     feedback: FeedbackSummary | None = None
+    notices: list[NoticeRow] = Field(default_factory=list)
 
     def who(self, name: str) -> str:
         """A party as the report names it: its label, or its name when it has none."""
         return next((p.label for p in self.overview.parties if p.name == name and p.label), name)
+
+    def person(self, name: str) -> bool:
+        return any(p.name == name and p.person for p in self.overview.parties)
+
+    def tagged(self, name: str) -> str:
+        """A party as the tables name it: a seat a person played says so."""
+        return f"{self.who(name)} {PERSON_TAG}" if self.person(name) else self.who(name)
 
 
 # --- the analysis --------------------------------------------------------------------------------
@@ -271,32 +304,56 @@ def analyse(
     if not records or records[0].get("kind") != "run_started":
         raise LogError("the event log does not start with run_started")
     start = records[0]
+    typed = decode_all(records)
+    begun = typed[0]
+    assert isinstance(begun, RunStarted)  # the kind was checked above
     who = _namer(start["data"].get("parties", []))
-    letters = letter_tracks(records)
+    tracks = letter_tracks(typed, begun.data.people)
+    letters = [letter for letter in tracks if not letter.control]  # notices are not letters
     notes = notes or Notes()
     _check_notes(notes, [str(o["id"]) for o in start["data"].get("objectives", [])])
     objectives = [
         _with_notes(o, notes.objectives.get(o.id)) for o in objective_results(records, letters)
     ]
     seats = start["data"].get("parties", [])
-    checked = integrity(records, letters)
+    checked = integrity(begun, typed, tracks)
+    injects = inject_count(begun, typed)
+    notices = notice_rows(typed)
     return AfterAction(
         overview=overview(records, letters),
         control_actions=control_actions(records),
-        inject_count=inject_count(records),
+        inject_count=injects,
         timeline=timeline(records, who),
         injects=inject_marks(records),
         msel=msel_rows(records),
         objectives=objectives,
         rating_rule=RATING_RULE,
         improvement_plan=improvement_plan(objectives),
-        comms=comms(start, letters),
+        comms=comms(begun, letters),
         integrity=checked,
-        key_figures=key_figures(records, letters, checked),
+        key_figures=key_figures(records, letters, checked, injects, len(notices)),
         evaluators=notes.evaluators,
         assessment=notes.summary,
         feedback=feedback_summary(feedback, len(seats)) if feedback else None,
+        notices=notices,
     )
+
+
+def notice_rows(records: Sequence[TypedRecord]) -> list[NoticeRow]:
+    """What control told the seats, in the order it was sent."""
+    return [
+        NoticeRow(
+            t=r.t,
+            world=r.world,
+            wall=r.wall,
+            kind=r.data.kind,
+            inject=r.data.inject,
+            party=r.data.party,
+            letter_id=r.data.letter_id or r.letter_id,
+        )
+        for r in records
+        if isinstance(r, NoticeSent)
+    ]
 
 
 def _check_notes(notes: Notes, objectives: list[str]) -> None:
@@ -335,13 +392,16 @@ def key_figures(
     records: Sequence[Record],
     letters: list[LetterTrack],
     checked: Integrity,
+    injects: InjectCount,
+    notices: int,
 ) -> KeyFigures:
     outcomes = Counter(e.outcome for e in expectation_results(records, letters))
     plays = [str(p.get("play", "")) for p in records[0]["data"].get("parties", [])]
     total = checked.verified + checked.failed
     return KeyFigures(
-        injects=inject_count(records).text,
+        injects=injects.text,
         letters=len(letters),
+        notices=notices,
         expectations_met=outcomes["met"],
         expectations_missed=outcomes["missed"],
         expectations_pending=outcomes["pending"],
@@ -592,8 +652,8 @@ _ACTION_TEXT = {
 }
 
 
-def inject_count(records: Sequence[Record]) -> InjectCount:
-    tally = InjectTally.from_records(records)
+def inject_count(start: RunStarted, records: Sequence[TypedRecord]) -> InjectCount:
+    tally = InjectTally.from_records(start, records)
     return InjectCount(
         fired=len(tally.fired),
         contingencies=tally.contingencies_fired,

@@ -18,13 +18,14 @@ from pathlib import Path
 from channel.exercise.eventlog import read_log
 from channel.exercise.report.analysis import AfterAction, analyse
 from channel.exercise.report.feedback import read_feedback
-from channel.exercise.report.html import APPENDICES, TITLE, render_html
+from channel.exercise.report.html import APPENDICES, DWELL_HEADING, TITLE, render_html
 from channel.exercise.report.notes import Area, read_notes
 from channel.exercise.report.tables import (
     NO_EXPECTATIONS,
     NO_NOTES,
     Table,
     control_table,
+    dwell_table,
     expectations_table,
     feedback_summary,
     feedback_table,
@@ -40,6 +41,8 @@ from channel.exercise.report.tables import (
     moves_comms_table,
     moves_table,
     msel_table,
+    notices_summary,
+    notices_table,
     overview_table,
     parties_comms_table,
     parties_table,
@@ -149,6 +152,11 @@ def render_markdown(aar: AfterAction) -> str:
         _md(integrity_summary(aar)),
         md_table(integrity_facts(aar)),
         md_table(integrity_table(aar)),
+        *(
+            [f"## {APPENDICES['notices']}", _md(notices_summary(aar)), md_table(notices_table(aar))]
+            if aar.notices
+            else []
+        ),
         marking,
     ]
     return "\n\n".join(part for part in parts if part) + "\n"
@@ -225,6 +233,7 @@ def _md_comms(aar: AfterAction) -> list[str]:
         md_table(first_contact_table(aar)),
         "### Per party (times are world time)",
         md_table(parties_comms_table(aar)),
+        *([f"### {DWELL_HEADING}", md_table(dwell_table(aar))] if aar.comms.people else []),
         "### Per move",
         md_table(moves_comms_table(aar)),
     ]
