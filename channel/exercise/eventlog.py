@@ -236,7 +236,7 @@ class PlannedExpectation(_Data):
     to: str | None = None
     within: int | None = None
     score: int | None = None
-    contingency: str | None = None  # the inject a miss fires
+    contingency: str | bool | None = None  # the inject a miss fires (old logs: a flag)
     objectives: list[str] = []
     text: str = ""
 
@@ -351,7 +351,7 @@ class ExpectationData(_Data):
     to: str | None = None
     score: int | None = None
     letter: str | None = None
-    contingency: str | None = None  # the inject a miss fires
+    contingency: str | bool | None = None  # the inject a miss fires (old logs: a flag)
 
 
 class ActionFailedData(_Data):

@@ -569,10 +569,12 @@ def world_rate(start: Record) -> float | None:
 
 
 def _latency_sentence(declared: Mapping[str, str] | None, letters: list[LetterTrack]) -> str | None:
+    # A letter to a person's seat is left out: the runner simulates no latency to it, and its
+    # `delivered` comes when the person's client lists the inbox (their dwell, reported apart).
     lags = [
         world_seconds(letter.world, delivered.world)
         for letter in letters
-        if (delivered := letter.mark(State.DELIVERED))
+        if (delivered := letter.mark(State.DELIVERED)) and not letter.person
     ]
     observed = (
         f"letters took up to {format_duration(max(lags))} (world time) to be delivered"

@@ -38,10 +38,11 @@ UNANSWERED_RULE = (
     "end (expired letters included)."
 )
 DWELL_RULE = (
-    "For a letter to a seat a person played, courier latency (sent to delivered: what the "
-    "scenario's latency simulated) is kept apart from dwell (delivered to opened or returned, or "
-    "to the end of the run if the person never decided: the letter waited in their inbox); both "
-    "in wall seconds and exercise seconds. Time to open above counts both."
+    "For a letter to a seat a person played, courier latency (sent to delivered) is kept apart "
+    "from dwell (delivered to opened, returned, withdrawn or expired, or to the end of the run if "
+    "none came: the letter waited in the person's inbox), each in exercise and wall time. The "
+    "runner simulates no latency to a person's seat, so there delivered is when the person's "
+    "client first listed the inbox. Time to open above counts both, in world time."
 )
 DWELL_ENDS = frozenset({State.OPENED, State.RETURNED_UNOPENED, State.WITHDRAWN, State.EXPIRED})
 DECIDED = frozenset({State.OPENED, State.RETURNED_UNOPENED, State.WITHDRAWN})
