@@ -295,6 +295,7 @@ class InjectFiredData(_Data):
 class InjectTaskedData(_Data):
     inject: str
     party: str
+    channel: str = "letter"
     to: list[str] = []
     subject: str = ""
     action: str = ""
