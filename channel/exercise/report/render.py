@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from channel.exercise.eventlog import read_log
+from channel.exercise.eventlog import read_records
 from channel.exercise.report.analysis import AfterAction, analyse
 from channel.exercise.report.feedback import read_feedback
 from channel.exercise.report.html import APPENDICES, DWELL_HEADING, TITLE, render_html
@@ -70,7 +70,7 @@ def write_reports(
             f"unknown report format {unknown[0]!r} (choose from {', '.join(ALL_FORMATS)})"
         )
     run_dir = log_path.parent
-    aar = analyse(read_log(log_path), read_notes(run_dir), read_feedback(run_dir))
+    aar = analyse(read_records(log_path), read_notes(run_dir), read_feedback(run_dir))
     out_dir.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
     for name in chosen:
@@ -96,7 +96,7 @@ def start_notes(run_dir: Path) -> Path:
     path = run_dir / NOTES_FILE
     if path.exists():
         raise NotesError(f"{path} already exists: edit it (remove it to start again)")
-    aar = analyse(read_log(run_dir / LOG_FILE))
+    aar = analyse(read_records(run_dir / LOG_FILE))
     objectives = [(o.id, o.text, o.suggested_rating) for o in aar.objectives]
     path.write_text(template(aar.overview.title, objectives), encoding="utf-8")
     return path
