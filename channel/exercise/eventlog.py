@@ -20,10 +20,12 @@ from __future__ import annotations
 import base64
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Annotated, Any, Literal, get_args
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from channel.protocol.canonical import ZERO_HASH, canonical_json, format_time, now_utc, sha256_hex
 from channel.protocol.errors import ChannelError
@@ -112,8 +114,14 @@ class EventLog:
 
 
 def read_log(path: Path) -> list[dict[str, Any]]:
-    """Every record, the chain checked: LogError names the first line that does not fit."""
+    """Every record as written, the chain checked: LogError names the first line that does not
+    fit. Replay compares these raw records; readers want `read_records`."""
     return list(_verified(path))
+
+
+def read_records(path: Path) -> list[Record]:
+    """Every record, the chain checked and each decoded to its typed model (see `decode`)."""
+    return decode_all(_verified(path))
 
 
 def run_started(path: Path) -> dict[str, Any]:
@@ -173,3 +181,380 @@ def _clean(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_clean(v) for v in value]
     return value
+
+
+# --- typed records: the log decoded once, at the boundary ---------------------------------------
+#
+# Readers (the report, the tally) take these instead of raw dicts. `data` models allow extra
+# fields, so a writer adding a field never breaks an older reader; a field a reader relies on that
+# is missing or of the wrong type is a LogError naming the record. A kind this reader does not know
+# (a log written by a newer runner) is kept as a `GenericRecord` and ignored by every figure.
+
+
+class _Data(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="allow", populate_by_name=True)
+
+
+class ScenarioInfo(_Data):
+    title: str = ""
+    revision: str | int | None = None
+    digest: str = ""
+    file: str = ""
+    marking: str = ""
+    summary: str = ""
+    transcript: str = ""
+
+
+class Seat(_Data):
+    name: str
+    label: str | None = None
+    play: str = ""
+    player: str | None = None
+
+    @property
+    def person(self) -> bool:
+        """A seat a person plays (not a bot, not control)."""
+        return self.play == "human"
+
+
+class PlannedObjective(_Data):
+    id: str
+    text: str = ""
+
+
+class PlannedMove(_Data):
+    id: int
+    title: str = ""
+    t: int | None = None
+    world: str | None = None
+
+
+class PlannedExpectation(_Data):
+    id: str
+    check: str = ""
+    sender: str | None = Field(None, alias="from")
+    to: str | None = None
+    within: int | None = None
+    score: int | None = None
+    contingency: str | bool | None = None  # the inject a miss fires (old logs: a flag)
+    objectives: list[str] = []
+    text: str = ""
+
+
+class PlannedInject(_Data):
+    id: str
+    move: int | None = None
+    channel: str = "letter"
+    sender: str | None = Field(None, alias="from")
+    to: list[str] = []
+    subject: str = ""
+    objectives: list[str] = []
+    contingency: bool = False
+    t: int | None = None
+    expect: list[PlannedExpectation] = []
+
+
+class RunStartedData(_Data):
+    scenario: ScenarioInfo = ScenarioInfo()
+    seed: int | None = None
+    speed: str | None = None
+    rehearse: bool = False
+    parties: list[Seat] = []
+    objectives: list[PlannedObjective] = []
+    moves: list[PlannedMove] = []
+    injects: list[PlannedInject] = []
+    end: int | None = None
+    world_speed: str | None = None
+    latency: dict[str, str] = {}
+
+    def seat(self, name: str) -> Seat | None:
+        return next((seat for seat in self.parties if seat.name == name), None)
+
+    @property
+    def people(self) -> frozenset[str]:
+        """The seats played by people."""
+        return frozenset(seat.name for seat in self.parties if seat.person)
+
+
+class MoveStartedData(_Data):
+    id: int
+    title: str = ""
+
+
+class InjectFiredData(_Data):
+    inject: str
+    channel: str = "letter"
+    sender: str | None = Field(None, alias="from")
+    to: list[str] = []
+    subject: str = ""
+    cause: str = "scheduled"
+    text: str | None = None
+    letters: list[str] = []
+
+
+class InjectTaskedData(_Data):
+    inject: str
+    party: str
+    channel: str = "letter"
+    to: list[str] = []
+    subject: str = ""
+    action: str = ""
+
+
+class InjectControlData(_Data):
+    inject: str
+    by: str = "control"
+
+
+class LetterSentData(_Data):
+    letter: str
+    sender: str = Field(alias="from")
+    to: str
+    precedence: str | None = None
+    in_reply_to: str | None = None
+    subject: str | None = None
+    inject: str | None = None
+    by: str | None = None
+    size: int | None = None
+    forwards: str | None = None
+
+
+class ReceiptData(_Data):
+    letter: str
+    event: str
+    by: str | None = None
+    seq: int | None = None
+    reason: str | None = None
+
+
+class DecisionData(_Data):
+    party: str
+    letter: str
+    choice: str
+    p_open: str | None = None
+    draw: str | None = None
+    think: int | None = None
+
+
+class StateChangedData(_Data):
+    party: str
+    variable: str
+    old: Any = None
+    new: Any = None
+    cause: str | None = None
+
+
+class ExpectationData(_Data):
+    expectation: str
+    inject: str | None = None
+    check: str = ""
+    sender: str | None = Field(None, alias="from")
+    to: str | None = None
+    score: int | None = None
+    letter: str | None = None
+    contingency: str | bool | None = None  # the inject a miss fires (old logs: a flag)
+
+
+class ActionFailedData(_Data):
+    party: str
+    action: str
+    error: str = ""
+
+
+class ControlData(_Data):
+    command: str
+    argument: Any = None
+
+
+class EscrowedData(_Data):
+    letter: str
+
+
+class ReleasedData(_Data):
+    letter: str
+    by: str | None = None
+
+
+class LetterFinalData(_Data):
+    letter: str
+    state: str
+    receipts: int | None = None
+
+
+class NoticeSentData(_Data):
+    """A notice control sent a person's seat (a sealed letter from the control party)."""
+
+    kind: str = ""
+    inject: str | None = None
+    party: str = ""
+    letter_id: str | None = None
+
+
+class RunEndedData(_Data):
+    reason: str = "end"
+    injects_fired: int | None = None
+    contingencies_fired: int | None = None
+    injects_skipped: int | None = None
+    injects_total: int | None = None
+    letters: int | None = None
+
+
+class _Record(BaseModel):
+    """The envelope every record shares; `data` is typed per kind in the subclasses."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    seq: int
+    prev: str
+    t: int
+    world: str
+    wall: str
+    move: int
+    evidence: dict[str, Any] = {}
+    hash: str
+
+    @property
+    def letter_id(self) -> str | None:
+        value = self.evidence.get("letter_id")
+        return str(value) if value is not None else None
+
+
+class RunStarted(_Record):
+    kind: Literal["run_started"]
+    data: RunStartedData
+
+
+class MoveStarted(_Record):
+    kind: Literal["move_started"]
+    data: MoveStartedData
+
+
+class InjectFired(_Record):
+    kind: Literal["inject_fired"]
+    data: InjectFiredData
+
+
+class InjectTasked(_Record):
+    kind: Literal["inject_tasked"]
+    data: InjectTaskedData
+
+
+class InjectControlled(_Record):
+    kind: Literal["inject_skipped", "inject_held", "inject_released"]
+    data: InjectControlData
+
+
+class LetterSent(_Record):
+    kind: Literal["letter_sent"]
+    data: LetterSentData
+
+
+class ReceiptRecord(_Record):
+    kind: Literal["receipt"]
+    data: ReceiptData
+
+
+class Decision(_Record):
+    kind: Literal["decision"]
+    data: DecisionData
+
+
+class StateChanged(_Record):
+    kind: Literal["state_changed"]
+    data: StateChangedData
+
+
+class ExpectationOutcome(_Record):
+    kind: Literal["expectation_met", "expectation_missed"]
+    data: ExpectationData
+
+
+class ActionFailed(_Record):
+    kind: Literal["action_failed"]
+    data: ActionFailedData
+
+
+class ControlRecord(_Record):
+    kind: Literal["control"]
+    data: ControlData
+
+
+class Escrowed(_Record):
+    kind: Literal["escrowed"]
+    data: EscrowedData
+
+
+class Released(_Record):
+    kind: Literal["released"]
+    data: ReleasedData
+
+
+class LetterFinal(_Record):
+    kind: Literal["letter_final"]
+    data: LetterFinalData
+
+
+class NoticeSent(_Record):
+    kind: Literal["notice_sent"]
+    data: NoticeSentData
+
+
+class RunEnded(_Record):
+    kind: Literal["run_ended"]
+    data: RunEndedData
+
+
+class GenericRecord(_Record):
+    """A kind this reader does not know: kept (the chain covers it) but counted nowhere."""
+
+    kind: str
+    data: dict[str, Any] = {}
+
+
+KnownRecord = Annotated[
+    RunStarted
+    | MoveStarted
+    | InjectFired
+    | InjectTasked
+    | InjectControlled
+    | LetterSent
+    | ReceiptRecord
+    | Decision
+    | StateChanged
+    | ExpectationOutcome
+    | ActionFailed
+    | ControlRecord
+    | Escrowed
+    | Released
+    | LetterFinal
+    | NoticeSent
+    | RunEnded,
+    Field(discriminator="kind"),
+]
+Record = KnownRecord | GenericRecord
+KINDS: frozenset[str] = frozenset(
+    kind
+    for model in get_args(get_args(KnownRecord)[0])
+    for kind in get_args(model.model_fields["kind"].annotation)
+)
+_KNOWN: TypeAdapter[KnownRecord] = TypeAdapter(KnownRecord)
+
+
+def decode(raw: Mapping[str, Any] | Record) -> Record:
+    """One record, typed; LogError names its seq and kind when a field a reader needs is wrong."""
+    if isinstance(raw, _Record):
+        return raw
+    try:
+        if raw.get("kind") in KINDS:
+            return _KNOWN.validate_python(raw)
+        return GenericRecord.model_validate(raw)
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        where = ".".join(str(part) for part in problem["loc"][1:])
+        raise LogError(
+            f"record {raw.get('seq')} ({raw.get('kind')}): {where}: {problem['msg']}"
+        ) from None
+
+
+def decode_all(records: Iterable[Mapping[str, Any] | Record]) -> list[Record]:
+    return [decode(record) for record in records]

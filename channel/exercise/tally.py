@@ -11,6 +11,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from channel.exercise.eventlog import (
+    InjectControlled,
+    InjectFired,
+    InjectTasked,
+    Record,
+    RunStarted,
+)
+
 FIRED = frozenset({"inject_fired", "inject_tasked"})
 
 
@@ -33,12 +41,12 @@ class InjectTally:
         )
 
     @classmethod
-    def from_records(cls, records: Sequence[Mapping[str, Any]]) -> InjectTally:
-        """The tally of a whole log; the MSEL comes from run_started."""
-        planned = records[0]["data"].get("injects", []) if records else []
-        tally = cls.of((str(i["id"]), bool(i.get("contingency"))) for i in planned)
+    def from_records(cls, start: RunStarted, records: Sequence[Record]) -> InjectTally:
+        """The tally of a whole (decoded) log; the MSEL comes from run_started."""
+        tally = cls.of((i.id, i.contingency) for i in start.data.injects)
         for record in records:
-            tally.see(str(record["kind"]), record["data"])
+            if isinstance(record, InjectFired | InjectTasked | InjectControlled):
+                tally.see(record.kind, {"inject": record.data.inject})
         return tally
 
     def see(self, kind: str, data: Mapping[str, Any]) -> bool:

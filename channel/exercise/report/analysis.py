@@ -22,12 +22,29 @@ from typing import Any, Literal
 from pydantic import Field
 
 from channel.exercise.author.scenario import format_duration, format_offset
-from channel.exercise.eventlog import LogError
+from channel.exercise.eventlog import (
+    ActionFailed,
+    ControlRecord,
+    ExpectationOutcome,
+    InjectControlled,
+    InjectFired,
+    InjectTasked,
+    LetterSent,
+    LogError,
+    MoveStarted,
+    NoticeSent,
+    PlannedExpectation,
+    ReceiptRecord,
+    Record,
+    RunEnded,
+    RunStarted,
+    decode_all,
+)
+from channel.exercise.eventlog import Seat as PlannedSeat
 from channel.exercise.report.comms import (
     Comms,
     LetterTrack,
     Part,
-    Record,
     comms,
     letter_tracks,
     world_seconds,
@@ -61,11 +78,31 @@ AREAS_HINT = (
 # --- the overview --------------------------------------------------------------------------------
 
 
+PERSON_TAG = "(person)"
+
+
 class Seat(Part):
     name: str
     label: str
     play: str
     player: str
+
+    @property
+    def person(self) -> bool:
+        """Played by a person: the report tags these seats."""
+        return self.play == "human"
+
+
+class NoticeRow(Part):
+    """A notice control sent a person's seat (a sealed letter from the control party)."""
+
+    t: int
+    world: str
+    wall: str
+    kind: str
+    inject: str | None
+    party: str
+    letter_id: str | None
 
 
 class ObjectiveText(Part):
@@ -228,7 +265,8 @@ class KeyFigures(Part):
     """Page one's numbers."""
 
     injects: str
-    letters: int
+    letters: int  # exercise letters: notices from the control cell are not among them
+    notices: int = 0  # notices the control cell sent people's seats
     expectations_met: int
     expectations_missed: int
     expectations_pending: int
@@ -254,49 +292,87 @@ class AfterAction(Part):
     evaluators: list[str] = Field(default_factory=list)
     assessment: str = ""  # the evaluators' overall summary
     feedback: FeedbackSummary | None = None
+    notices: list[NoticeRow] = Field(default_factory=list)
 
     def who(self, name: str) -> str:
         """A party as the report names it: its label, or its name when it has none."""
         return next((p.label for p in self.overview.parties if p.name == name and p.label), name)
+
+    def person(self, name: str) -> bool:
+        return any(p.name == name and p.person for p in self.overview.parties)
+
+    def tagged(self, name: str) -> str:
+        """A party as the tables name it: a seat a person played says so."""
+        return f"{self.who(name)} {PERSON_TAG}" if self.person(name) else self.who(name)
 
 
 # --- the analysis --------------------------------------------------------------------------------
 
 
 def analyse(
-    records: Sequence[Record], notes: Notes | None = None, feedback: Sequence[Feedback] = ()
+    raw: Sequence[Mapping[str, Any] | Record],
+    notes: Notes | None = None,
+    feedback: Sequence[Feedback] = (),
 ) -> AfterAction:
-    """The whole report from a log's records (as `read_log` returns them, chain already checked),
-    with the evaluators' notes and the participants' feedback merged in when there are any."""
-    if not records or records[0].get("kind") != "run_started":
+    """The whole report from a log's records (chain already checked: `read_records`, or the raw
+    ones `read_log` gives, decoded here once), with the evaluators' notes and the participants'
+    feedback merged in when there are any."""
+    if not raw or _kind(raw[0]) != "run_started":
         raise LogError("the event log does not start with run_started")
+    records = decode_all(raw)
     start = records[0]
-    who = _namer(start["data"].get("parties", []))
-    letters = letter_tracks(records)
+    assert isinstance(start, RunStarted)  # the kind was checked above
+    who = _namer(start.data.parties)
+    tracks = letter_tracks(records, start.data.people)
+    letters = [letter for letter in tracks if not letter.control]  # notices are not letters
     notes = notes or Notes()
-    _check_notes(notes, [str(o["id"]) for o in start["data"].get("objectives", [])])
+    _check_notes(notes, [o.id for o in start.data.objectives])
     objectives = [
-        _with_notes(o, notes.objectives.get(o.id)) for o in objective_results(records, letters)
+        _with_notes(o, notes.objectives.get(o.id))
+        for o in objective_results(start, records, letters)
     ]
-    seats = start["data"].get("parties", [])
-    checked = integrity(records, letters)
+    checked = integrity(start, records, tracks)
+    injects = inject_count(start, records)
+    notices = notice_rows(records)
     return AfterAction(
-        overview=overview(records, letters),
+        overview=overview(start, records, letters),
         control_actions=control_actions(records),
-        inject_count=inject_count(records),
+        inject_count=injects,
         timeline=timeline(records, who),
         injects=inject_marks(records),
-        msel=msel_rows(records),
+        msel=msel_rows(start, records),
         objectives=objectives,
         rating_rule=RATING_RULE,
         improvement_plan=improvement_plan(objectives),
         comms=comms(start, letters),
         integrity=checked,
-        key_figures=key_figures(records, letters, checked),
+        key_figures=key_figures(start, records, letters, checked, injects, len(notices)),
         evaluators=notes.evaluators,
         assessment=notes.summary,
-        feedback=feedback_summary(feedback, len(seats)) if feedback else None,
+        feedback=feedback_summary(feedback, len(start.data.parties)) if feedback else None,
+        notices=notices,
     )
+
+
+def _kind(record: Mapping[str, Any] | Record) -> object:
+    return record.get("kind") if isinstance(record, Mapping) else record.kind
+
+
+def notice_rows(records: Sequence[Record]) -> list[NoticeRow]:
+    """What control told the seats, in the order it was sent."""
+    return [
+        NoticeRow(
+            t=r.t,
+            world=r.world,
+            wall=r.wall,
+            kind=r.data.kind,
+            inject=r.data.inject,
+            party=r.data.party,
+            letter_id=r.data.letter_id or r.letter_id,
+        )
+        for r in records
+        if isinstance(r, NoticeSent)
+    ]
 
 
 def _check_notes(notes: Notes, objectives: list[str]) -> None:
@@ -332,16 +408,20 @@ def feedback_summary(answers: Sequence[Feedback], seats: int) -> FeedbackSummary
 
 
 def key_figures(
+    start: RunStarted,
     records: Sequence[Record],
     letters: list[LetterTrack],
     checked: Integrity,
+    injects: InjectCount,
+    notices: int,
 ) -> KeyFigures:
-    outcomes = Counter(e.outcome for e in expectation_results(records, letters))
-    plays = [str(p.get("play", "")) for p in records[0]["data"].get("parties", [])]
+    outcomes = Counter(e.outcome for e in expectation_results(start, records, letters))
+    plays = [seat.play for seat in start.data.parties]
     total = checked.verified + checked.failed
     return KeyFigures(
-        injects=inject_count(records).text,
+        injects=injects.text,
         letters=len(letters),
+        notices=notices,
         expectations_met=outcomes["met"],
         expectations_missed=outcomes["missed"],
         expectations_pending=outcomes["pending"],
@@ -353,32 +433,35 @@ def key_figures(
     )
 
 
-def msel_rows(records: Sequence[Record]) -> list[MselRow]:
+def msel_rows(start: RunStarted, records: Sequence[Record]) -> list[MselRow]:
     """The MSEL as planned against as played: when each inject was due and when it went out."""
     played: dict[str, tuple[str, int | None, str]] = {}  # inject → (status, t, cause)
     for record in records:
-        inject = str(record["data"].get("inject", ""))
-        kind = record["kind"]
+        if not isinstance(record, InjectFired | InjectTasked | InjectControlled):
+            continue
+        inject, kind = record.data.inject, record.kind
         before = played.get(inject, ("not fired", None, ""))[0]
-        if kind in _FIRED and before not in {"fired", "tasked"}:
-            status = "tasked" if kind == "inject_tasked" else "fired"
-            cause = str(record["data"].get("cause", "scheduled"))
-            played[inject] = (status, int(record["t"]), cause)
-        elif kind in {"inject_skipped", "inject_held"} and before not in {"fired", "tasked"}:
+        if before in {"fired", "tasked"}:
+            continue
+        if isinstance(record, InjectFired):
+            played[inject] = ("fired", record.t, record.data.cause)
+        elif isinstance(record, InjectTasked):
+            played[inject] = ("tasked", record.t, "scheduled")
+        elif kind in {"inject_skipped", "inject_held"}:
             played[inject] = (kind.removeprefix("inject_"), None, "")
     rows = []
-    for plan in records[0]["data"].get("injects", []):
-        status, t, cause = played.get(str(plan["id"]), ("not fired", None, ""))
+    for plan in start.data.injects:
+        status, t, cause = played.get(plan.id, ("not fired", None, ""))
         rows.append(
             MselRow(
-                id=str(plan["id"]),
-                move=plan.get("move"),
-                channel=str(plan.get("channel", "letter")),
-                sender=plan.get("from"),
-                to=list(plan.get("to", [])),
-                subject=str(plan.get("subject", "")),
-                contingency=bool(plan.get("contingency")),
-                planned_t=plan.get("t"),
+                id=plan.id,
+                move=plan.move,
+                channel=plan.channel,
+                sender=plan.sender,
+                to=plan.to,
+                subject=plan.subject,
+                contingency=plan.contingency,
+                planned_t=plan.t,
                 played_t=t,
                 status=status,
                 cause=cause,
@@ -387,83 +470,72 @@ def msel_rows(records: Sequence[Record]) -> list[MselRow]:
     return rows
 
 
-def _namer(parties: Iterable[Mapping[str, Any]]) -> Who:
+def _namer(parties: Iterable[PlannedSeat]) -> Who:
     """Names as the report shows them: the party's label when the scenario gives one."""
-    labels = {str(p["name"]): str(p.get("label") or p["name"]) for p in parties}
+    labels = {p.name: p.label or p.name for p in parties}
     return lambda name: labels.get(name, name)
 
 
 # --- overview ------------------------------------------------------------------------------------
 
 
-def overview(records: Sequence[Record], letters: list[LetterTrack]) -> Overview:
-    data = records[0]["data"]
-    scenario = data.get("scenario", {})
-    last = records[-1]
-    ended = last["data"] if last["kind"] == "run_ended" else {}
+def overview(start: RunStarted, records: Sequence[Record], letters: list[LetterTrack]) -> Overview:
+    data, scenario, last = start.data, start.data.scenario, records[-1]
     moves = [
-        MoveInfo(
-            id=int(m["id"]), title=str(m.get("title", "")), t=int(m["t"]), world=str(m["world"])
-        )
-        for m in data.get("moves", [])
+        MoveInfo(id=m.id, title=m.title, t=m.t or 0, world=m.world or start.world)
+        for m in data.moves
     ]
     return Overview(
-        title=str(scenario.get("title", "")),
-        revision=str(scenario.get("revision", "")),
-        digest=str(scenario.get("digest", "")),
-        file=str(scenario.get("file", "")),
-        marking=str(scenario.get("marking", "")),
-        summary=str(scenario.get("summary", "")),
-        transcript=str(scenario.get("transcript", "")),
-        seed=str(data.get("seed", "")),
-        speed=str(data.get("speed", "")),
-        rehearse=bool(data.get("rehearse", False)),
-        wall_start=str(records[0]["wall"]),
-        wall_end=str(last["wall"]),
-        world_start=str(records[0]["world"]),
-        world_end=str(last["world"]),
-        duration_ms=int(last["t"]),
-        end_ms=int(data.get("end", last["t"])),
-        end_reason=ended.get("reason"),
-        parties=[_seat(party) for party in data.get("parties", [])],
-        objectives=[
-            ObjectiveText(id=str(o["id"]), text=str(o.get("text", "")))
-            for o in data.get("objectives", [])
-        ],
+        title=scenario.title,
+        revision=str(scenario.revision if scenario.revision is not None else ""),
+        digest=scenario.digest,
+        file=scenario.file,
+        marking=scenario.marking,
+        summary=scenario.summary,
+        transcript=scenario.transcript,
+        seed=str(data.seed if data.seed is not None else ""),
+        speed=data.speed or "",
+        rehearse=data.rehearse,
+        wall_start=start.wall,
+        wall_end=last.wall,
+        world_start=start.world,
+        world_end=last.world,
+        duration_ms=last.t,
+        end_ms=data.end if data.end is not None else last.t,
+        end_reason=last.data.reason if isinstance(last, RunEnded) else None,
+        parties=[_seat(party) for party in data.parties],
+        objectives=[ObjectiveText(id=o.id, text=o.text) for o in data.objectives],
         moves=moves,
-        artificialities=artificialities(records, moves, letters),
+        artificialities=artificialities(start, records, moves, letters),
     )
 
 
-def _seat(party: Mapping[str, Any]) -> Seat:
+def _seat(party: PlannedSeat) -> Seat:
     return Seat(
-        name=str(party["name"]),
-        label=str(party.get("label", "")),
-        play=str(party.get("play", "")),
-        player=str(party.get("player", "")),
+        name=party.name, label=party.label or "", play=party.play, player=party.player or ""
     )
 
 
 def artificialities(
-    records: Sequence[Record], moves: list[MoveInfo], letters: list[LetterTrack]
+    start: RunStarted, records: Sequence[Record], moves: list[MoveInfo], letters: list[LetterTrack]
 ) -> list[str]:
     """Where the exercise differs from the world it plays, in plain sentences."""
-    data = records[0]["data"]
-    rate = world_rate(records[0])
+    data = start.data
+    rate = world_rate(start)
     actions = control_actions(records)
     found = [
-        *_seat_sentences(data.get("parties", []), bool(data.get("rehearse", False))),
-        _speed_sentence(str(data.get("speed", "1")), actions),
+        *_seat_sentences(data.parties, data.rehearse),
+        _speed_sentence(data.speed or "1", actions),
         f"world clock runs {_times(rate)} exercise time" if rate and rate != 1 else None,
-        _latency_sentence(data.get("latency"), letters),
+        _latency_sentence(data.latency, letters),
         _jump_sentence(moves, rate),
         *(f"{_offset(a.t)}: {a.text}" for a in actions),
     ]
     return [sentence for sentence in found if sentence]
 
 
-def _seat_sentences(parties: list[Mapping[str, Any]], rehearse: bool) -> list[str]:
-    plays = [str(party.get("play", "")) for party in parties]
+def _seat_sentences(parties: list[PlannedSeat], rehearse: bool) -> list[str]:
+    plays = [party.play for party in parties]
     policies = sorted({play.removeprefix("bot:") for play in plays if play.startswith("bot:")})
     bots = sum(play.startswith("bot:") for play in plays)
     control = plays.count("control")
@@ -500,19 +572,21 @@ def _times(rate: float) -> str:
     return f"{rate:.3g}×"
 
 
-def world_rate(start: Record) -> float | None:
+def world_rate(start: RunStarted) -> float | None:
     """World seconds per exercise second (run_started's `world_speed`), if the log says."""
     try:
-        return float(start["data"]["world_speed"])
-    except (KeyError, TypeError, ValueError):
+        return float(start.data.world_speed or "")
+    except ValueError:
         return None
 
 
 def _latency_sentence(declared: Mapping[str, str] | None, letters: list[LetterTrack]) -> str | None:
+    # A letter to a person's seat is left out: the runner simulates no latency to it, and its
+    # `delivered` comes when the person's client lists the inbox (their dwell, reported apart).
     lags = [
         world_seconds(letter.world, delivered.world)
         for letter in letters
-        if (delivered := letter.mark(State.DELIVERED))
+        if (delivered := letter.mark(State.DELIVERED)) and not letter.person
     ]
     observed = (
         f"letters took up to {format_duration(max(lags))} (world time) to be delivered"
@@ -551,28 +625,27 @@ def control_actions(records: Sequence[Record]) -> list[ControlAction]:
     actions: list[ControlAction] = []
     paused: Record | None = None
     for record in records:
-        data = record["data"]
-        if record["kind"] == "control":
-            command = str(data.get("command"))
-        elif record["kind"] in _BY_HAND and data.get("by", "control") == "control":
-            command = _BY_HAND[record["kind"]]
+        argument: object
+        if isinstance(record, ControlRecord):
+            command, argument = record.data.command, record.data.argument
+        elif isinstance(record, InjectControlled) and record.data.by == "control":
+            command, argument = _BY_HAND[record.kind], record.data.inject
         else:
             continue
-        argument = data.get("argument") or data.get("inject")
         text = _ACTION_TEXT.get(command, "the control cell: {command} {argument}").format(
             command=command, argument=argument
         )
         if command == "pause":
             paused = record
         elif command == "resume" and paused is not None:
-            stopped = world_seconds(str(paused["wall"]), str(record["wall"]))
+            stopped = world_seconds(paused.wall, record.wall)
             text += f" after {format_duration(stopped)} of wall time"
             paused = None
         actions.append(
             ControlAction(
-                t=int(record["t"]),
-                world=str(record["world"]),
-                wall=str(record["wall"]),
+                t=record.t,
+                world=record.world,
+                wall=record.wall,
                 command=command,
                 argument=str(argument) if argument is not None else None,
                 text=text,
@@ -592,8 +665,8 @@ _ACTION_TEXT = {
 }
 
 
-def inject_count(records: Sequence[Record]) -> InjectCount:
-    tally = InjectTally.from_records(records)
+def inject_count(start: RunStarted, records: Sequence[Record]) -> InjectCount:
+    tally = InjectTally.from_records(start, records)
     return InjectCount(
         fired=len(tally.fired),
         contingencies=tally.contingencies_fired,
@@ -611,132 +684,138 @@ def _listed(who: Who, names: Iterable[str]) -> str:
     return ", ".join(who(name) for name in names) or "everyone"
 
 
-def _run_started(data: Record, who: Who) -> str:
-    scenario = data.get("scenario", {})
+def _run_started(record: RunStarted, who: Who) -> str:
+    data, scenario = record.data, record.data.scenario
     return (
-        f"Exercise started: {scenario.get('title', '')} (revision {scenario.get('revision', '')}),"
-        f" seed {data.get('seed', '')}, speed {data.get('speed', '')}"
+        f"Exercise started: {scenario.title} (revision {scenario.revision or ''}),"
+        f" seed {data.seed if data.seed is not None else ''}, speed {data.speed or ''}"
     )
 
 
-def _move_started(data: Record, who: Who) -> str:
-    return f"Move {data.get('id')} begins: {data.get('title', '')}"
+def _move_started(record: MoveStarted, who: Who) -> str:
+    return f"Move {record.data.id} begins: {record.data.title}"
 
 
-def _inject_fired(data: Record, who: Who) -> str:
-    sender = who(str(data["from"])) if data.get("from") else "the wires"
+def _inject_fired(record: InjectFired, who: Who) -> str:
+    data = record.data
+    sender = who(data.sender) if data.sender else "the wires"
     text = (
-        f"Inject {data.get('inject')} ({data.get('channel')}) from {sender} to "
-        f"{_listed(who, data.get('to', []))}: {data.get('subject', '')}"
+        f"Inject {data.inject} ({data.channel}) from {sender} to "
+        f"{_listed(who, data.to)}: {data.subject}"
     )
-    if data.get("cause", "scheduled") != "scheduled":
-        text += f" [{data['cause']}]"
-    if data.get("letters"):
-        text += f" → {', '.join(data['letters'])}"
+    if data.cause != "scheduled":
+        text += f" [{data.cause}]"
+    if data.letters:
+        text += f" → {', '.join(data.letters)}"
     return text
 
 
-def _inject_tasked(data: Record, who: Who) -> str:
-    action = data.get("action") or data.get("subject", "")
-    return f"Inject {data.get('inject')} tasked to {who(str(data.get('party')))}: {action}"
+def _inject_tasked(record: InjectTasked, who: Who) -> str:
+    data = record.data
+    return f"Inject {data.inject} tasked to {who(data.party)}: {data.action or data.subject}"
 
 
-def _inject_by(verb: str) -> Callable[[Record, Who], str]:
-    return lambda data, who: f"Inject {data.get('inject')} {verb} by {data.get('by', 'control')}"
+def _inject_by(record: InjectControlled, who: Who) -> str:
+    verb = record.kind.removeprefix("inject_")
+    return f"Inject {record.data.inject} {verb} by {record.data.by}"
 
 
-def _letter_sent(data: Record, who: Who) -> str:
+def _letter_sent(record: LetterSent, who: Who) -> str:
+    data = record.data
     text = (
-        f"{data.get('letter')} {who(str(data.get('from')))} → {who(str(data.get('to')))}"
-        f" ({data.get('precedence', 'routine')}, by {data.get('by', '?')})"
+        f"{data.letter} {who(data.sender)} → {who(data.to)}"
+        f" ({data.precedence or 'routine'}, by {data.by or '?'})"
     )
-    if data.get("subject"):
-        text += f": {data['subject']}"
-    if data.get("in_reply_to"):
-        text += f", in reply to {data['in_reply_to']}"
+    if data.subject:
+        text += f": {data.subject}"
+    if data.in_reply_to:
+        text += f", in reply to {data.in_reply_to}"
     return text
 
 
-def _receipt(data: Record, who: Who) -> str:
-    event = str(data.get("event", "")).replace("_", " ")
-    text = f"{data.get('letter')} {event} by {who(str(data.get('by', 'courier')))}"
-    text += f" (receipt {data['seq']})" if "seq" in data else ""
-    return text + (f': "{data["reason"]}"' if data.get("reason") else "")
+def _receipt(record: ReceiptRecord, who: Who) -> str:
+    data = record.data
+    text = f"{data.letter} {data.event.replace('_', ' ')} by {who(data.by or 'courier')}"
+    text += f" (receipt {data.seq})" if data.seq is not None else ""
+    return text + (f': "{data.reason}"' if data.reason else "")
 
 
-def _expectation(outcome: str) -> Callable[[Record, Who], str]:
-    def describe(data: Record, who: Who) -> str:
-        text = (
-            f"Expectation {data.get('expectation')} {outcome}: {data.get('check')} "
-            f"{who(str(data.get('from')))} → {who(str(data.get('to')))}"
-        )
-        return text + (f" by {data['letter']}" if data.get("letter") else "")
-
-    return describe
-
-
-def _control(data: Record, who: Who) -> str:
-    argument = f" {data['argument']}" if data.get("argument") else ""
-    return f"Control: {data.get('command')}{argument}"
-
-
-def _action_failed(data: Record, who: Who) -> str:
-    return (
-        f"Failed: {who(str(data.get('party')))} could not {data.get('action')}: {data.get('error')}"
+def _expectation(record: ExpectationOutcome, who: Who) -> str:
+    data, outcome = record.data, record.kind.removeprefix("expectation_")
+    text = (
+        f"Expectation {data.expectation} {outcome}: {data.check} "
+        f"{who(str(data.sender))} → {who(str(data.to))}"
     )
+    return text + (f" by {data.letter}" if data.letter else "")
 
 
-def _run_ended(data: Record, who: Who) -> str:
-    count = describe_ended(data)
-    return f"Exercise ended ({data.get('reason')}): {count}, {data.get('letters')} letters"
+def _control(record: ControlRecord, who: Who) -> str:
+    argument = f" {record.data.argument}" if record.data.argument else ""
+    return f"Control: {record.data.command}{argument}"
 
 
-_DESCRIBE: dict[str, Callable[[Record, Who], str]] = {
-    "run_started": _run_started,
-    "move_started": _move_started,
-    "inject_fired": _inject_fired,
-    "inject_tasked": _inject_tasked,
-    "inject_skipped": _inject_by("skipped"),
-    "inject_held": _inject_by("held"),
-    "inject_released": _inject_by("released"),
-    "letter_sent": _letter_sent,
-    "receipt": _receipt,
-    "expectation_met": _expectation("met"),
-    "expectation_missed": _expectation("missed"),
-    "control": _control,
-    "action_failed": _action_failed,
-    "run_ended": _run_ended,
-}
+def _action_failed(record: ActionFailed, who: Who) -> str:
+    data = record.data
+    return f"Failed: {who(data.party)} could not {data.action}: {data.error}"
+
+
+def _run_ended(record: RunEnded, who: Who) -> str:
+    data = record.data
+    count = describe_ended(data.model_dump(exclude_none=True))
+    return f"Exercise ended ({data.reason}): {count}, {data.letters} letters"
+
+
+def _describe(record: Record, who: Who) -> str | None:
+    """A record in words for the timeline; None for what a reader does not follow the
+    exercise by (decisions, bot state, escrow, final statuses)."""
+    match record:
+        case RunStarted():
+            return _run_started(record, who)
+        case MoveStarted():
+            return _move_started(record, who)
+        case InjectFired():
+            return _inject_fired(record, who)
+        case InjectTasked():
+            return _inject_tasked(record, who)
+        case InjectControlled():
+            return _inject_by(record, who)
+        case LetterSent():
+            return _letter_sent(record, who)
+        case ReceiptRecord():
+            return _receipt(record, who)
+        case ExpectationOutcome():
+            return _expectation(record, who)
+        case ControlRecord():
+            return _control(record, who)
+        case ActionFailed():
+            return _action_failed(record, who)
+        case RunEnded():
+            return _run_ended(record, who)
+    return None
 
 
 def timeline(records: Sequence[Record], who: Who) -> list[TimelineEntry]:
     """One line per record a reader follows the exercise by (not decisions or bot state)."""
     return [
-        TimelineEntry(
-            t=int(record["t"]),
-            world=str(record["world"]),
-            move=int(record["move"]),
-            kind=str(record["kind"]),
-            text=_DESCRIBE[record["kind"]](record["data"], who),
-        )
+        TimelineEntry(t=record.t, world=record.world, move=record.move, kind=record.kind, text=text)
         for record in records
-        if record["kind"] in _DESCRIBE
+        if (text := _describe(record, who)) is not None
     ]
 
 
 def inject_marks(records: Sequence[Record]) -> list[InjectMark]:
     return [
         InjectMark(
-            id=str(record["data"].get("inject")),
-            kind=str(record["kind"]),
-            t=int(record["t"]),
-            world=str(record["world"]),
-            move=int(record["move"]),
-            channel=str(record["data"].get("channel", "letter")),
-            subject=str(record["data"].get("subject", "")),
+            id=record.data.inject,
+            kind=record.kind,
+            t=record.t,
+            world=record.world,
+            move=record.move,
+            channel=record.data.channel,
+            subject=record.data.subject,
         )
         for record in records
-        if record["kind"] in {"inject_fired", "inject_tasked"}
+        if isinstance(record, InjectFired | InjectTasked)
     ]
 
 
@@ -747,79 +826,72 @@ def inject_marks(records: Sequence[Record]) -> list[InjectMark]:
 class _Expected:
     """An expectation from run_started, with the objectives it inherits from its inject."""
 
-    spec: Mapping[str, Any]
+    spec: PlannedExpectation
     inject: str
     objectives: tuple[str, ...]
 
 
-def _expected(start: Record) -> list[_Expected]:
+def _expected(start: RunStarted) -> list[_Expected]:
     found = []
-    for inject in start["data"].get("injects", []):
-        for spec in inject.get("expect", []):
-            tags = [*spec.get("objectives", []), *inject.get("objectives", [])]
-            found.append(_Expected(spec, str(inject["id"]), tuple(dict.fromkeys(tags))))
+    for inject in start.data.injects:
+        for spec in inject.expect:
+            tags = [*spec.objectives, *inject.objectives]
+            found.append(_Expected(spec, inject.id, tuple(dict.fromkeys(tags))))
     return found
 
 
 def objective_results(
-    records: Sequence[Record], letters: list[LetterTrack]
+    start: RunStarted, records: Sequence[Record], letters: list[LetterTrack]
 ) -> list[ObjectiveResult]:
     """Each objective with its expectations' outcomes and a suggested rating."""
-    expectations = expectation_results(records, letters)
+    expectations = expectation_results(start, records, letters)
     return [
         _objective(
-            str(objective["id"]),
-            str(objective.get("text", "")),
-            [e for e in expectations if objective["id"] in e.objectives],
+            objective.id,
+            objective.text,
+            [e for e in expectations if objective.id in e.objectives],
         )
-        for objective in records[0]["data"].get("objectives", [])
+        for objective in start.data.objectives
     ]
 
 
 def expectation_results(
-    records: Sequence[Record], letters: list[LetterTrack]
+    start: RunStarted, records: Sequence[Record], letters: list[LetterTrack]
 ) -> list[ExpectationResult]:
-    outcomes = {
-        str(r["data"].get("expectation")): r
-        for r in records
-        if r["kind"] in {"expectation_met", "expectation_missed"}
-    }
-    fired = {str(r["data"].get("inject")) for r in records if r["kind"] in _FIRED}
+    outcomes = {r.data.expectation: r for r in records if isinstance(r, ExpectationOutcome)}
+    fired = {r.data.inject for r in records if isinstance(r, InjectFired | InjectTasked)}
     tracks = {track.label: track for track in letters}
     return [
-        _expectation_result(expected, outcomes.get(str(expected.spec["id"])), fired, tracks)
-        for expected in _expected(records[0])
+        _expectation_result(expected, outcomes.get(expected.spec.id), fired, tracks)
+        for expected in _expected(start)
     ]
-
-
-_FIRED = frozenset({"inject_fired", "inject_tasked"})
 
 
 def _expectation_result(
     expected: _Expected,
-    outcome: Record | None,
+    outcome: ExpectationOutcome | None,
     fired: set[str],
     tracks: Mapping[str, LetterTrack],
 ) -> ExpectationResult:
     spec = expected.spec
     return ExpectationResult(
-        id=str(spec["id"]),
+        id=spec.id,
         inject=expected.inject,
-        check=str(spec.get("check", "")),
-        sender=str(spec.get("from", "")),
-        recipient=str(spec.get("to", "")),
-        text=str(spec.get("text", "")),
-        score=int(spec.get("score", 1)),
+        check=spec.check,
+        sender=spec.sender or "",
+        recipient=spec.to or "",
+        text=spec.text,
+        score=spec.score if spec.score is not None else 1,
         objectives=list(expected.objectives),
         outcome=_outcome(outcome, expected.inject in fired),
-        t=int(outcome["t"]) if outcome else None,
+        t=outcome.t if outcome else None,
         evidence=_evidence(outcome, tracks) if outcome else [],
     )
 
 
-def _outcome(outcome: Record | None, fired: bool) -> Outcome:
+def _outcome(outcome: ExpectationOutcome | None, fired: bool) -> Outcome:
     if outcome is not None:
-        return "met" if outcome["kind"] == "expectation_met" else "missed"
+        return "met" if outcome.kind == "expectation_met" else "missed"
     return "pending" if fired else "not fired"
 
 
@@ -827,18 +899,18 @@ def _outcome(outcome: Record | None, fired: bool) -> Outcome:
 _PROOF = {"sent": "accepted", "replied": "accepted"}
 
 
-def _evidence(outcome: Record, tracks: Mapping[str, LetterTrack]) -> list[Evidence]:
-    label = outcome["data"].get("letter")
-    if outcome["kind"] != "expectation_met" or label is None:
+def _evidence(outcome: ExpectationOutcome, tracks: Mapping[str, LetterTrack]) -> list[Evidence]:
+    label = outcome.data.letter
+    if outcome.kind != "expectation_met" or label is None:
         return []
-    track = tracks.get(str(label))
-    check = str(outcome["data"].get("check"))
+    track = tracks.get(label)
+    check = outcome.data.check
     event = _PROOF.get(check, check)
     mark = track.mark(event) if track else None
     # The accepted receipt rides on letter_sent, not a receipt record; it is always number 0.
     seq = 0 if event == "accepted" else (mark.seq if mark else None)
-    letter_id = outcome["evidence"].get("letter_id") or (track.letter_id if track else None)
-    return [Evidence(letter=str(label), letter_id=letter_id, event=event, seq=seq)]
+    letter_id = outcome.letter_id or (track.letter_id if track else None)
+    return [Evidence(letter=label, letter_id=letter_id, event=event, seq=seq)]
 
 
 def _objective(

@@ -16,14 +16,13 @@ from __future__ import annotations
 import statistics
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from channel.exercise.eventlog import LetterFinal, LetterSent, ReceiptRecord, Record, RunStarted
 from channel.protocol.canonical import to_millis
 from channel.protocol.lifecycle import State
-
-Record = Mapping[str, Any]
+from channel.protocol.notice import CONTROL_PARTY
 
 OPEN_RULE = "Time to open: from the letter's sending to its opened receipt, world time."
 REPLY_RULE = (
@@ -38,6 +37,14 @@ UNANSWERED_RULE = (
     "Undecided: neither opened nor returned by the recipient nor withdrawn by the sender by the "
     "end (expired letters included)."
 )
+DWELL_RULE = (
+    "For a letter to a seat a person played, courier latency (sent to delivered) is kept apart "
+    "from dwell (delivered to opened, returned, withdrawn or expired, or to the end of the run if "
+    "none came: the letter waited in the person's inbox), each in exercise and wall time. The "
+    "runner simulates no latency to a person's seat, so there delivered is when the person's "
+    "client first listed the inbox. Time to open above counts both, in world time."
+)
+DWELL_ENDS = frozenset({State.OPENED, State.RETURNED_UNOPENED, State.WITHDRAWN, State.EXPIRED})
 DECIDED = frozenset({State.OPENED, State.RETURNED_UNOPENED, State.WITHDRAWN})
 
 
@@ -56,9 +63,25 @@ class Mark(Part):
     event: str
     t: int
     world: str
+    wall: str | None = None
     seq: int | None
     by: str | None
     reason: str | None
+
+
+class Span(Part):
+    """One stretch of a letter's life, on two clocks (seconds)."""
+
+    exercise_s: float
+    wall_s: float | None
+
+
+class Timing(Part):
+    """A letter to a person's seat: latency and dwell apart (None while a step never came)."""
+
+    latency: Span | None = None
+    dwell: Span | None = None
+    dwell_until: str | None = None  # opened, returned_unopened, withdrawn, expired or end
 
 
 class LetterTrack(Part):
@@ -68,6 +91,7 @@ class LetterTrack(Part):
     recipient: str
     t: int
     world: str
+    wall: str | None = None
     move: int
     by: str | None
     subject: str | None
@@ -76,6 +100,13 @@ class LetterTrack(Part):
     precedence: str | None
     marks: list[Mark]
     final_state: str | None
+    person: bool = False  # the recipient's seat was played by a person
+    timing: Timing | None = None  # only when `person`
+
+    @property
+    def control(self) -> bool:
+        """A notice from (or a letter to) the control cell: not an exercise letter."""
+        return CONTROL_PARTY in (self.sender, self.recipient)
 
     def mark(self, event: str) -> Mark | None:
         return next((mark for mark in self.marks if mark.event == event), None)
@@ -106,8 +137,17 @@ class Durations(Part):
     max: float | None
 
 
+class Dwell(Part):
+    """How long letters waited in a person's inbox, on both clocks (seconds)."""
+
+    wall: Durations
+    exercise: Durations
+
+
 class PartyComms(Part):
     party: str
+    person: bool = False
+    dwell: Dwell | None = None  # only for a person's seat
     sent: int
     received: int
     opened: int
@@ -135,6 +175,11 @@ class Comms(Part):
     letters: list[LetterTrack]
     rules: list[str]
 
+    @property
+    def people(self) -> list[str]:
+        """The seats people played, as the totals list them."""
+        return [p.party for p in self.totals if p.person]
+
 
 def world_seconds(earlier: str, later: str) -> float:
     """World seconds from one timestamp to a later one."""
@@ -144,86 +189,127 @@ def world_seconds(earlier: str, later: str) -> float:
 # --- letters -------------------------------------------------------------------------------------
 
 
-def letter_tracks(records: Sequence[Record]) -> list[LetterTrack]:
-    """Every letter the log sent, with its receipts and final state, in sending order."""
+def letter_tracks(
+    records: Sequence[Record], people: frozenset[str] = frozenset()
+) -> list[LetterTrack]:
+    """Every letter the log sent, with its receipts and final state, in sending order; letters to
+    a seat in `people` carry their latency and dwell, measured up to the run's last record."""
     marks: dict[str, list[Mark]] = defaultdict(list)
     finals: dict[str, str] = {}
     for record in records:
-        data = record["data"]
-        if record["kind"] == "receipt":
-            marks[str(data.get("letter"))].append(_mark(record))
-        elif record["kind"] == "letter_final":
-            finals[str(data.get("letter"))] = str(data.get("state"))
+        if isinstance(record, ReceiptRecord):
+            marks[record.data.letter].append(_mark(record))
+        elif isinstance(record, LetterFinal):
+            finals[record.data.letter] = record.data.state
+    end = records[-1] if records else None
     return [
-        _track(record, marks[str(record["data"]["letter"])], finals)
+        _track(record, marks[record.data.letter], finals, people, end)
         for record in records
-        if record["kind"] == "letter_sent"
+        if isinstance(record, LetterSent)
     ]
 
 
-def _mark(record: Record) -> Mark:
-    data = record["data"]
+def _mark(record: ReceiptRecord) -> Mark:
+    data = record.data
     return Mark(
-        event=str(data.get("event")),
-        t=int(record["t"]),
-        world=str(record["world"]),
-        seq=data.get("seq"),
-        by=data.get("by"),
-        reason=data.get("reason"),
+        event=data.event,
+        t=record.t,
+        world=record.world,
+        wall=record.wall,
+        seq=data.seq,
+        by=data.by,
+        reason=data.reason,
     )
 
 
-def _track(record: Record, marks: list[Mark], finals: Mapping[str, str]) -> LetterTrack:
-    data = record["data"]
-    label = str(data["letter"])
-    return LetterTrack(
-        label=label,
-        letter_id=record["evidence"].get("letter_id"),
-        sender=str(data.get("from")),
-        recipient=str(data.get("to")),
-        t=int(record["t"]),
-        world=str(record["world"]),
-        move=int(record["move"]),
-        by=data.get("by"),
-        subject=data.get("subject"),
-        in_reply_to=data.get("in_reply_to"),
-        forwards=data.get("forwards"),
-        precedence=data.get("precedence"),
+def _track(
+    record: LetterSent,
+    marks: list[Mark],
+    finals: Mapping[str, str],
+    people: frozenset[str],
+    end: Record | None,
+) -> LetterTrack:
+    data = record.data
+    track = LetterTrack(
+        label=data.letter,
+        letter_id=record.letter_id,
+        sender=data.sender,
+        recipient=data.to,
+        t=record.t,
+        world=record.world,
+        wall=record.wall,
+        move=record.move,
+        by=data.by,
+        subject=data.subject,
+        in_reply_to=data.in_reply_to,
+        forwards=data.forwards,
+        precedence=data.precedence,
         marks=marks,
-        final_state=finals.get(label),
+        final_state=finals.get(data.letter),
     )
+    if data.to in people:
+        return track.model_copy(update={"person": True, "timing": _timing(track, end)})
+    return track
+
+
+def _timing(track: LetterTrack, end: Record | None) -> Timing:
+    """Courier latency (sent → delivered) apart from the person's dwell (delivered → opened,
+    returned, or the end of the log if they never decided)."""
+    delivered = track.mark(State.DELIVERED)
+    if delivered is None:
+        return Timing()
+    latency = Span(
+        exercise_s=(delivered.t - track.t) / 1000, wall_s=wall_seconds(track.wall, delivered.wall)
+    )
+    decided = next((m for m in track.marks if m.event in DWELL_ENDS), None)
+    if decided is not None:
+        until, t, wall = decided.event, decided.t, decided.wall
+    elif end is not None:
+        until, t, wall = "end", end.t, end.wall
+    else:
+        return Timing(latency=latency)
+    dwell = Span(exercise_s=(t - delivered.t) / 1000, wall_s=wall_seconds(delivered.wall, wall))
+    return Timing(latency=latency, dwell=dwell, dwell_until=until)
+
+
+def wall_seconds(earlier: str | None, later: str | None) -> float | None:
+    if earlier is None or later is None:
+        return None
+    return (to_millis(later) - to_millis(earlier)) / 1000
 
 
 # --- who wrote to whom, and how fast -------------------------------------------------------------
 
 
-def comms(start: Record, letters: list[LetterTrack]) -> Comms:
+def comms(start: RunStarted, letters: list[LetterTrack]) -> Comms:
     """Who wrote to whom, how fast letters were opened and answered, overall and per move."""
-    parties = [str(p["name"]) for p in start["data"].get("parties", [])]
+    people = start.data.people
+    parties = [seat.name for seat in start.data.parties]
     parties += sorted(
         {name for letter in letters for name in (letter.sender, letter.recipient)} - set(parties)
     )
-    moves = start["data"].get("moves", [])
-    titles = {int(move["id"]): str(move.get("title", "")) for move in moves}
+    titles = {move.id: move.title for move in start.data.moves}
     move_ids = sorted(set(titles) | {letter.move for letter in letters})
     return Comms(
         parties=parties,
         matrix=matrix(parties, letters),
         first_contact=first_contact(letters),
-        totals=[party_comms(p, letters, letters) for p in parties],
-        per_move=[_move_comms(m, titles.get(m, ""), parties, letters) for m in move_ids],
+        totals=[party_comms(p, letters, letters, p in people) for p in parties],
+        per_move=[_move_comms(m, titles.get(m, ""), parties, letters, people) for m in move_ids],
         letters=letters,
-        rules=[OPEN_RULE, REPLY_RULE, UNANSWERED_RULE, MOVE_RULE],
+        rules=[OPEN_RULE, REPLY_RULE, UNANSWERED_RULE, DWELL_RULE, MOVE_RULE],
     )
 
 
-def _move_comms(move: int, title: str, parties: list[str], letters: list[LetterTrack]) -> MoveComms:
+def _move_comms(
+    move: int, title: str, parties: list[str], letters: list[LetterTrack], people: frozenset[str]
+) -> MoveComms:
     mine = [letter for letter in letters if letter.move == move]
     return MoveComms(
         move=move,
         title=title,
         matrix=matrix(parties, mine),
-        parties=[party_comms(p, mine, letters) for p in parties],
+        parties=[party_comms(p, mine, letters, p in people) for p in parties],
     )
 
 
@@ -251,7 +337,7 @@ def first_contact(letters: list[LetterTrack]) -> list[FirstContact]:
 
 
 def party_comms(
-    party: str, letters: list[LetterTrack], everything: list[LetterTrack]
+    party: str, letters: list[LetterTrack], everything: list[LetterTrack], person: bool = False
 ) -> PartyComms:
     """One party's letters among `letters`; replies are looked for among `everything`."""
     received = [letter for letter in letters if letter.recipient == party]
@@ -261,6 +347,8 @@ def party_comms(
     counted = {letter.label for letter in letters}
     return PartyComms(
         party=party,
+        person=person,
+        dwell=dwell(received) if person else None,
         sent=sum(letter.sender == party for letter in letters),
         received=len(received),
         opened=len(opened),
@@ -302,6 +390,15 @@ def first_replies(
 def _reply_seconds(original: LetterTrack, reply: LetterTrack) -> float:
     opened = original.mark(State.OPENED)
     return world_seconds(opened.world if opened else original.world, reply.world)
+
+
+def dwell(received: list[LetterTrack]) -> Dwell:
+    """Dwell of the letters a person received that reached their inbox."""
+    spans = [t.dwell for letter in received if (t := letter.timing) and t.dwell]
+    return Dwell(
+        wall=durations([span.wall_s for span in spans if span.wall_s is not None]),
+        exercise=durations([span.exercise_s for span in spans]),
+    )
 
 
 def durations(seconds: list[float]) -> Durations:

@@ -20,6 +20,7 @@ from channel.exercise.report.tables import (
     NO_NOTES,
     Table,
     control_table,
+    dwell_table,
     expectations_table,
     feedback_summary,
     feedback_table,
@@ -35,6 +36,8 @@ from channel.exercise.report.tables import (
     moves_comms_table,
     moves_table,
     msel_table,
+    notices_summary,
+    notices_table,
     overview_table,
     parties_comms_table,
     parties_table,
@@ -53,7 +56,9 @@ APPENDICES = {
     "timeline": "Appendix D: Timeline",
     "comms": "Appendix E: Letters and communications",
     "integrity": "Appendix F: Integrity",
+    "notices": "Appendix G: What control told the seats",
 }
+DWELL_HEADING = "Dwell in people's inboxes (apart from courier latency)"
 
 # --- HTML building blocks ------------------------------------------------------------------------
 
@@ -276,6 +281,8 @@ def _comms_html(aar: AfterAction) -> Html:
         html_table(first_contact_table(aar), id="first-contact"),
         el("h3", "Per party (world time)"),
         html_table(parties_comms_table(aar), id="comms-parties"),
+        el("h3", DWELL_HEADING) if aar.comms.people else "",
+        html_table(dwell_table(aar), id="dwell") if aar.comms.people else "",
         el("h3", "Per move"),
         html_table(moves_comms_table(aar), id="comms-moves"),
         el("div", join(per_move), class_="move-matrices"),
@@ -290,6 +297,17 @@ def _integrity_html(aar: AfterAction) -> Html:
         el("p", integrity_summary(aar), class_="ok" if aar.integrity.ok else "failed"),
         html_table(integrity_facts(aar), class_="facts"),
         html_table(integrity_table(aar), row_classes=["ok" if c.ok else "failed" for c in checks]),
+    )
+
+
+def _notices_html(aar: AfterAction) -> Html:
+    if not aar.notices:
+        return Html("")
+    return _section(
+        "notices",
+        APPENDICES["notices"],
+        el("p", notices_summary(aar), class_="rule"),
+        html_table(notices_table(aar), id="notices-table"),
     )
 
 
@@ -334,6 +352,7 @@ def render_html(aar: AfterAction) -> str:
             _timeline_html(aar),
             _comms_html(aar),
             _integrity_html(aar),
+            _notices_html(aar),
         ),
         el("div", marking, class_="marking bottom") if marking else "",
     )

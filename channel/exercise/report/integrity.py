@@ -18,7 +18,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from channel.exercise.report.comms import LetterTrack, Part, Record
+from channel.exercise.eventlog import LetterFinal, LetterSent, ReceiptRecord, Record, RunStarted
+from channel.exercise.report.comms import LetterTrack, Part
 from channel.protocol.errors import IntegrityError
 from channel.protocol.models import LetterStatus, Receipt
 from channel.protocol.seal import verify_status
@@ -64,8 +65,8 @@ def _decode(value: Any) -> bytes | None:
         return None
 
 
-def _trusted_keys(start: Record) -> _TrustedKeys:
-    evidence = start["evidence"]
+def _trusted_keys(start: RunStarted) -> _TrustedKeys:
+    evidence = start.evidence
     signing = {
         str(name): key
         for name, keys in evidence.get("party_keys", {}).items()
@@ -75,24 +76,22 @@ def _trusted_keys(start: Record) -> _TrustedKeys:
     return _TrustedKeys(_decode(courier) if courier else None, signing)
 
 
-def integrity(records: Sequence[Record], letters: list[LetterTrack]) -> Integrity:
+def integrity(
+    start: RunStarted, records: Sequence[Record], letters: list[LetterTrack]
+) -> Integrity:
     """The log's chain head, and every letter's final status checked with run_started's keys."""
-    start = records[0]
     keys = _trusted_keys(start)
     logged = _logged_receipts(records)
     sent = {letter.label: letter for letter in letters}
-    finals = [r for r in records if r["kind"] == "letter_final"]
-    checks = [
-        check_final(final, sent.get(str(final["data"].get("letter"))), keys, logged)
-        for final in finals
-    ]
-    finalised = {str(final["data"].get("letter")) for final in finals}
+    finals = [r for r in records if isinstance(r, LetterFinal)]
+    checks = [check_final(final, sent.get(final.data.letter), keys, logged) for final in finals]
+    finalised = {final.data.letter for final in finals}
     return Integrity(
-        scenario_digest=str(start["data"].get("scenario", {}).get("digest", "")),
-        chain_head=str(records[-1]["hash"]),
+        scenario_digest=start.data.scenario.digest,
+        chain_head=records[-1].hash,
         records=len(records),
-        courier_key=start["evidence"].get("courier_key"),
-        courier_url=start["evidence"].get("courier_url"),
+        courier_key=start.evidence.get("courier_key"),
+        courier_url=start.evidence.get("courier_url"),
         letters=checks,
         verified=sum(check.ok for check in checks),
         failed=sum(not check.ok for check in checks),
@@ -104,22 +103,22 @@ def _logged_receipts(records: Sequence[Record]) -> dict[str, list[Mapping[str, A
     """The signed receipts the log recorded during the run, by letter label."""
     logged: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
     for record in records:
-        receipt = record["evidence"].get("receipt")
-        if record["kind"] in {"letter_sent", "receipt"} and receipt is not None:
-            logged[str(record["data"].get("letter"))].append(receipt)
+        receipt = record.evidence.get("receipt")
+        if isinstance(record, LetterSent | ReceiptRecord) and receipt is not None:
+            logged[record.data.letter].append(receipt)
     return logged
 
 
 def check_final(
-    final: Record,
+    final: LetterFinal,
     sent: LetterTrack | None,
     keys: _TrustedKeys,
     logged: Mapping[str, list[Mapping[str, Any]]],
 ) -> LetterCheck:
     """Verify one letter_final's status; the reason names the first check that fails."""
-    label = str(final["data"].get("letter"))
+    label = final.data.letter
     try:
-        status = LetterStatus.model_validate(final["evidence"].get("status"))
+        status = LetterStatus.model_validate(final.evidence.get("status"))
     except ValidationError:
         return LetterCheck(
             letter=label,

@@ -15,16 +15,17 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from channel.exercise.eventlog import read_log
+from channel.exercise.eventlog import read_records
 from channel.exercise.report.analysis import AfterAction, analyse
 from channel.exercise.report.feedback import read_feedback
-from channel.exercise.report.html import APPENDICES, TITLE, render_html
+from channel.exercise.report.html import APPENDICES, DWELL_HEADING, TITLE, render_html
 from channel.exercise.report.notes import Area, read_notes
 from channel.exercise.report.tables import (
     NO_EXPECTATIONS,
     NO_NOTES,
     Table,
     control_table,
+    dwell_table,
     expectations_table,
     feedback_summary,
     feedback_table,
@@ -40,6 +41,8 @@ from channel.exercise.report.tables import (
     moves_comms_table,
     moves_table,
     msel_table,
+    notices_summary,
+    notices_table,
     overview_table,
     parties_comms_table,
     parties_table,
@@ -67,7 +70,7 @@ def write_reports(
             f"unknown report format {unknown[0]!r} (choose from {', '.join(ALL_FORMATS)})"
         )
     run_dir = log_path.parent
-    aar = analyse(read_log(log_path), read_notes(run_dir), read_feedback(run_dir))
+    aar = analyse(read_records(log_path), read_notes(run_dir), read_feedback(run_dir))
     out_dir.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
     for name in chosen:
@@ -93,7 +96,7 @@ def start_notes(run_dir: Path) -> Path:
     path = run_dir / NOTES_FILE
     if path.exists():
         raise NotesError(f"{path} already exists: edit it (remove it to start again)")
-    aar = analyse(read_log(run_dir / LOG_FILE))
+    aar = analyse(read_records(run_dir / LOG_FILE))
     objectives = [(o.id, o.text, o.suggested_rating) for o in aar.objectives]
     path.write_text(template(aar.overview.title, objectives), encoding="utf-8")
     return path
@@ -149,6 +152,11 @@ def render_markdown(aar: AfterAction) -> str:
         _md(integrity_summary(aar)),
         md_table(integrity_facts(aar)),
         md_table(integrity_table(aar)),
+        *(
+            [f"## {APPENDICES['notices']}", _md(notices_summary(aar)), md_table(notices_table(aar))]
+            if aar.notices
+            else []
+        ),
         marking,
     ]
     return "\n\n".join(part for part in parts if part) + "\n"
@@ -225,6 +233,7 @@ def _md_comms(aar: AfterAction) -> list[str]:
         md_table(first_contact_table(aar)),
         "### Per party (times are world time)",
         md_table(parties_comms_table(aar)),
+        *([f"### {DWELL_HEADING}", md_table(dwell_table(aar))] if aar.comms.people else []),
         "### Per move",
         md_table(moves_comms_table(aar)),
     ]

@@ -87,7 +87,8 @@ class _Lanes:
 
     def _label_lines(self, party: str) -> tuple[list[str], list[str]]:
         seat = next((p for p in self.aar.overview.parties if p.name == party), None)
-        sub = [*wrap(party, _SUB_CHARS), *([seat.play] if seat else [])]
+        play = ("person" if seat.person else seat.play) if seat else None
+        sub = [*wrap(party, _SUB_CHARS), *([play] if play else [])]
         return wrap(self.aar.who(party), _LABEL_CHARS), sub
 
     def _title_lines(self, index: int) -> list[str]:

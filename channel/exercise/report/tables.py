@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 from channel.exercise.author.scenario import format_duration, format_offset
 from channel.exercise.report.analysis import AfterAction, ObjectiveResult
-from channel.exercise.report.comms import PartyComms
+from channel.exercise.report.comms import PartyComms, Span
 from channel.party.timeline import short_time
 
 NO_VALUE = "—"
@@ -34,7 +34,14 @@ def duration(seconds: float | None) -> str:
 
 
 def pair(aar: AfterAction, sender: str, recipient: str) -> str:
-    return f"{aar.who(sender)} → {aar.who(recipient)}"
+    return f"{aar.tagged(sender)} → {aar.tagged(recipient)}"
+
+
+def span(value: Span | None) -> str:
+    """A stretch on both clocks: exercise time first, wall time after."""
+    if value is None:
+        return NO_VALUE
+    return f"{duration(value.exercise_s)} exercise, {duration(value.wall_s)} wall"
 
 
 def _labels(labels: list[str]) -> str:
@@ -61,7 +68,10 @@ def overview_table(aar: AfterAction) -> Table:
 
 
 def parties_table(aar: AfterAction) -> Table:
-    rows = [[p.label or p.name, p.name, p.play, p.player] for p in aar.overview.parties]
+    rows = [
+        [aar.tagged(p.name), p.name, "person" if p.person else p.play, p.player]
+        for p in aar.overview.parties
+    ]
     return ["party", "name", "seat", "player"], rows
 
 
@@ -131,7 +141,7 @@ _PARTY_HEADERS = [
 
 def _party_row(aar: AfterAction, p: PartyComms) -> list[str]:
     return [
-        aar.who(p.party),
+        aar.who(p.party),  # the seat's person tag is in the parties and dwell tables
         str(p.sent),
         str(p.received),
         str(p.opened),
@@ -173,11 +183,53 @@ def letters_table(aar: AfterAction) -> Table:
             letter.forwards or NO_VALUE,
             ", ".join(mark.event for mark in letter.marks) or NO_VALUE,
             letter.final_state or NO_VALUE,
+            span(letter.timing.latency) if letter.timing else NO_VALUE,
+            _dwell(letter.timing.dwell, letter.timing.dwell_until) if letter.timing else NO_VALUE,
         ]
         for letter in aar.comms.letters
     ]
     headers = ["letter", "from → to", "sent", "world time", "move", "subject", "in reply to"]
-    return [*headers, "relays", "receipts", "final state"], rows
+    timing = ["courier latency (to a person)", "dwell in the person's inbox"]
+    return [*headers, "relays", "receipts", "final state", *timing], rows
+
+
+def _dwell(value: Span | None, until: str | None) -> str:
+    if value is None:
+        return NO_VALUE
+    return f"{span(value)} (until {'the end' if until == 'end' else until})"
+
+
+def dwell_table(aar: AfterAction) -> Table:
+    """Per person: how long letters sat in their inbox, apart from the courier's latency."""
+    rows = [
+        [
+            aar.tagged(p.party),
+            str(len(p.dwell.wall.seconds)),
+            duration(p.dwell.wall.median),
+            duration(p.dwell.wall.max),
+            duration(p.dwell.exercise.median),
+            duration(p.dwell.exercise.max),
+        ]
+        for p in aar.comms.totals
+        if p.dwell is not None
+    ]
+    headers = ["person's seat", "letters delivered", "dwell: median (wall)", "dwell: max (wall)"]
+    return [*headers, "dwell: median (exercise)", "dwell: max (exercise)"], rows
+
+
+def notices_summary(aar: AfterAction) -> str:
+    return (
+        f"{aar.key_figures.notices} notices from the control cell reached people's seats as "
+        "sealed letters; they are not counted among the exercise's letters."
+    )
+
+
+def notices_table(aar: AfterAction) -> Table:
+    rows = [
+        [offset(n.t), world(n.world), n.kind, n.inject or NO_VALUE, aar.tagged(n.party)]
+        for n in aar.notices
+    ]
+    return ["sent", "world time", "notice", "inject", "to"], rows
 
 
 def timeline_table(aar: AfterAction) -> Table:
@@ -279,6 +331,7 @@ def key_figures_table(aar: AfterAction) -> Table:
     rows = [
         ["Injects", k.injects],
         ["Letters", str(k.letters)],
+        *([["Notices to seats (not letters)", str(k.notices)]] if k.notices else []),
         [
             "Expectations",
             f"{k.expectations_met} met, {k.expectations_missed} missed, "

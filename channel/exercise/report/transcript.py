@@ -18,12 +18,20 @@ import base64
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from pydantic import ValidationError
 
 from channel.exercise.escrow import ARCHIVE_KEY_FILE, read_escrow
-from channel.exercise.eventlog import LOG_FILE, read_log
+from channel.exercise.eventlog import (
+    LOG_FILE,
+    Escrowed,
+    LetterSent,
+    LetterSentData,
+    Record,
+    Released,
+    RunStarted,
+    read_records,
+)
 from channel.party.keyring import Keyring
 from channel.protocol.errors import BadRequest, IntegrityError
 from channel.protocol.models import SignedContent
@@ -52,12 +60,8 @@ class Transcript:
 
 def release(run_dir: Path, party: str) -> list[Path]:
     """Copy the contents `party` opened during the run from its keyring into the run folder."""
-    records = read_log(run_dir / LOG_FILE)
-    ours = {
-        r["evidence"]["letter_id"]
-        for r in records
-        if r["kind"] == "letter_sent" and r["data"]["to"] == party
-    }
+    records = read_records(run_dir / LOG_FILE)
+    ours = {r.letter_id for r in records if isinstance(r, LetterSent) and r.data.to == party}
     received = Keyring(run_dir / "keyring").home / party / "received"
     target = run_dir / RELEASED_DIR / party
     target.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -72,16 +76,17 @@ def release(run_dir: Path, party: str) -> list[Path]:
 
 
 def transcript(run_dir: Path) -> Transcript:
-    records = read_log(run_dir / LOG_FILE)
+    records = read_records(run_dir / LOG_FILE)
     started = records[0]
-    policy = started["data"]["scenario"]["transcript"]
-    if policy == "metadata_only":
+    if not isinstance(started, RunStarted):
+        raise BadRequest(f"{run_dir / LOG_FILE} does not start with run_started")
+    if started.data.scenario.transcript == "metadata_only":
         raise BadRequest("this exercise was metadata_only: there is no transcript to read")
     keys = {
         name: base64.b64decode(party["signing_key"])
-        for name, party in started["evidence"]["party_keys"].items()
+        for name, party in started.evidence["party_keys"].items()
     }
-    letters = {r["evidence"]["letter_id"]: r["data"] for r in records if r["kind"] == "letter_sent"}
+    letters = {r.letter_id: r.data for r in records if isinstance(r, LetterSent) and r.letter_id}
     offered = _escrowed(run_dir, records) + _released(run_dir, records)
     entries: dict[str, Entry] = {}
     rejected = []
@@ -92,40 +97,36 @@ def transcript(run_dir: Path) -> Transcript:
             continue
         inner, data = content.content, letters[content.content.letter_id]
         entry = Entry(
-            data["letter"], inner.letter_id, inner.sender, inner.recipient, inner.subject,
+            data.letter, inner.letter_id, inner.sender, inner.recipient, inner.subject,
             inner.body, source,
         )  # fmt: skip
         entries.setdefault(inner.letter_id, entry)
     ordered = sorted(entries.values(), key=lambda e: int(e.label.removeprefix("L")))
-    return Transcript(started["data"]["scenario"]["title"], ordered, rejected)
+    return Transcript(started.data.scenario.title, ordered, rejected)
 
 
-def _escrowed(run_dir: Path, records: list[dict[str, Any]]) -> list[tuple[SignedContent, str]]:
-    escrowed = [r for r in records if r["kind"] == "escrowed"]
+def _escrowed(run_dir: Path, records: list[Record]) -> list[tuple[SignedContent, str]]:
+    escrowed = [r for r in records if isinstance(r, Escrowed)]
     if not escrowed:
         return []
     if not (run_dir / ARCHIVE_KEY_FILE).is_file():
         raise BadRequest(
             f"the archive key is not in {run_dir}: only the control cell can read this"
         )
-    ids = {
-        r["data"]["letter"]: r["evidence"]["letter_id"]
-        for r in records
-        if r["kind"] == "letter_sent"
-    }
+    ids = {r.data.letter: r.letter_id for r in records if isinstance(r, LetterSent) and r.letter_id}
     opened = []
     for record in escrowed:
-        letter_id = ids[record["data"]["letter"]]
-        blob = base64.b64decode(record["evidence"]["archive"])
+        letter_id = ids[record.data.letter]
+        blob = base64.b64decode(record.evidence["archive"])
         opened.append((read_escrow(run_dir, letter_id, blob), "escrow"))
     return opened
 
 
-def _released(run_dir: Path, records: list[dict[str, Any]]) -> list[tuple[SignedContent, str]]:
+def _released(run_dir: Path, records: list[Record]) -> list[tuple[SignedContent, str]]:
     found = [
-        (SignedContent.model_validate(r["evidence"]["content"]), f"released by {r['data']['by']}")
+        (SignedContent.model_validate(r.evidence["content"]), f"released by {r.data.by}")
         for r in records
-        if r["kind"] == "released"
+        if isinstance(r, Released)
     ]
     for path in sorted((run_dir / RELEASED_DIR).glob("*/*.json")):
         try:
@@ -137,13 +138,13 @@ def _released(run_dir: Path, records: list[dict[str, Any]]) -> list[tuple[Signed
 
 
 def _problem(
-    content: SignedContent, letters: dict[str, dict[str, Any]], keys: dict[str, bytes]
+    content: SignedContent, letters: dict[str, LetterSentData], keys: dict[str, bytes]
 ) -> str | None:
     inner = content.content
     logged = letters.get(inner.letter_id)
     if logged is None:
         return "no such letter in this exercise"
-    if (logged["from"], logged["to"]) != (inner.sender, inner.recipient):
+    if (logged.sender, logged.to) != (inner.sender, inner.recipient):
         return "sender or recipient differ from the letter the exercise saw"
     if not verify_content(content, keys[inner.sender]):
         return f"not signed by {inner.sender}"
