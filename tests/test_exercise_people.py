@@ -24,6 +24,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,7 @@ class Played:
     # the person's inbox is its opening here less its delivery in the log.
     acted: dict[str, float] = field(default_factory=dict)
     inbox: list[dict[str, Any]] = field(default_factory=list)  # the person's inbox, as last seen
+    looked: float = 0.0  # wall time the person listed the inbox that held the forward
     control: list[tuple[str, str | None, float]] = field(default_factory=list)  # (command, arg, t)
     paused_wall: tuple[float, float] = (0.0, 0.0)  # at least, at most (the commands take time)
 
@@ -268,6 +270,7 @@ def script(played: Played) -> None:
     wait_for("the Commission's forward", lambda: forwarded(run), SECOND_QUIET + 60)
     time.sleep(max(0.0, SECOND_QUIET - (time.monotonic() - last_act)))
     [notification] = wait_for("the forward", lambda: person.letters_from(COMMISSION), 30)
+    played.looked = time.time()  # listing the inbox is what delivers it: the dwell starts here
     person.open(notification["id"])
     person.send(
         "acknowledgement",
@@ -302,6 +305,39 @@ def test_the_persons_letters_are_seen_and_scored(played: Played) -> None:
     figures = report(played)["key_figures"]
     assert (figures["expectations_met"], figures["expectations_missed"]) == (6, 0)
     assert (figures["people"], figures["bots"]) == (1, 2)
+
+
+def test_the_person_receives_the_tasking_and_news_from_control(played: Played) -> None:
+    """The person's inbox files control's notices apart: the start, the news, the tasking."""
+    notices = [row["notice"] for row in played.inbox if row["sender"] == "exercise.control"]
+    assert all(notices)  # every letter from control is a notice, opened for the person
+    heard = {(n["kind"], n.get("inject")) for n in notices}
+    assert {("started", None), ("news", "INJ-01"), ("tasking", "INJ-02")} <= heard
+    [tasking] = [n for n in notices if n["kind"] == "tasking"]
+    assert [d["expectation"] for d in tasking["deadlines"]] == ["EXP-01"]
+
+
+def test_the_persons_dwell_is_apart_from_courier_latency(played: Played) -> None:
+    """The forward sat in the person's inbox from their listing to their opening: that is dwell."""
+    [track] = [
+        letter
+        for letter in report(played)["comms"]["letters"]
+        if letter["recipient"] == PERSON and letter["sender"] == COMMISSION
+    ]
+    assert (track["person"], track["final_state"]) == (True, "opened")
+    timing = track["timing"]
+    assert timing["dwell_until"] == "opened"
+    expected = played.acted[track["letter_id"]] - played.looked  # what the person did
+    # The runner stamps both steps when it sees them on the person's stream: a second's slack.
+    assert timing["dwell"]["wall_s"] == pytest.approx(expected, abs=1.5)
+    # The latency ran from the Commission's send (as logged) to the person's listing.
+    [sent] = [
+        r
+        for r in read_log(played.run / "events.jsonl")
+        if r["kind"] == "letter_sent" and r["data"]["letter"] == track["label"]
+    ]
+    sent_wall = datetime.fromisoformat(sent["wall"]).timestamp()
+    assert timing["latency"]["wall_s"] == pytest.approx(played.looked - sent_wall, abs=1.5)
 
 
 def test_the_commissions_forwards_are_relayed_not_unanswered(played: Played) -> None:

@@ -26,7 +26,7 @@ from typing import Any
 import structlog
 
 from channel.exercise.author.clock import Clocks
-from channel.exercise.author.scenario import Channel, Inject, Scenario
+from channel.exercise.author.scenario import Channel, Check, Inject, Scenario
 from channel.exercise.eventlog import b64
 from channel.party.client import Client
 from channel.party.exercise import ExerciseSeats
@@ -123,6 +123,8 @@ class Notices:
                     expectation=exp.id, due=world + timedelta(seconds=exp.within), text=exp.text
                 )
                 for exp in inject.expect
+                # The seat's own deadlines: what it must write, open, return or answer.
+                if (exp.from_ if exp.check is Check.SENT else exp.to) == inject.from_
             )
             notice = self.notice(NoticeKind.TASKING, now, inject, text=text, deadlines=deadlines)
             await self._send(notice, (inject.from_,))

@@ -396,19 +396,22 @@ class Runner:
             return self.status()
         if name in ("pause", "resume"):
             changed = self.clocks.pause() if name == "pause" else self.clocks.resume()
+            # The answer says when the command took effect, before the notices go out.
+            status = self.status(changed=changed)
             if changed:
                 self.write("control", {"command": name})
                 if self.notices:
                     kind = NoticeKind.PAUSED if name == "pause" else NoticeKind.RESUMED
                     await self.notices.clock(kind, self.schedule.now)
-            return self.status(changed=changed)
+            return status
         if name == "speed":
             speed = parse_speed(argument)
             self.clocks.set_speed(speed)
             self.write("control", {"command": "speed", "argument": argument})
+            status = self.status()
             if self.notices:
                 await self.notices.speed(self.schedule.now)
-            return self.status()
+            return status
         inject = self.book.find(argument)
         return await self._inject_command(name, inject)
 
