@@ -397,7 +397,7 @@ class Runner:
         if name in ("pause", "resume"):
             changed = self.clocks.pause() if name == "pause" else self.clocks.resume()
             # The answer says when the command took effect, before the notices go out.
-            status = self.status(changed=changed)
+            status = self.status(changed=changed, at=self.schedule.now)
             if changed:
                 self.write("control", {"command": name})
                 if self.notices:
@@ -408,7 +408,7 @@ class Runner:
             speed = parse_speed(argument)
             self.clocks.set_speed(speed)
             self.write("control", {"command": "speed", "argument": argument})
-            status = self.status()
+            status = self.status(at=self.schedule.now)
             if self.notices:
                 await self.notices.speed(self.schedule.now)
             return status
@@ -433,11 +433,12 @@ class Runner:
                 await self._fire(inject, "control")
         else:
             raise BadCommand(f"unknown command {name!r}")
-        return self.status()
+        return self.status(at=self.schedule.now)
 
-    def status(self, *, changed: bool | None = None) -> RunStatus:
+    def status(self, *, changed: bool | None = None, at: float | None = None) -> RunStatus:
+        """The run now, or, for a command's answer, `at` the moment it took effect (as logged)."""
         speed = self.clocks.speed
-        now = self.clocks.now()
+        now = self.clocks.now() if at is None else at
         return RunStatus(
             changed=changed,
             exercise=format_offset(now),
