@@ -21,9 +21,9 @@ from structlog.testing import capture_logs
 
 from channel.party.client import Client
 from channel.party.desk.app import desk_app
-from channel.party.desk.notices import Heard, clock_of, deadlines_of
 from channel.party.exercise import ExerciseSeats, save_labels
 from channel.party.keyring import Keyring
+from channel.party.seat import Heard, clock_of, deadlines_of
 from channel.party.session import party_client
 from channel.party.web import serve
 from channel.protocol.lifecycle import State

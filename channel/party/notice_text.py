@@ -4,9 +4,9 @@ that says the exercise is over."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from channel.party.seat import Heard
+from channel.party.seat import Due, Heard, clock_of
 from channel.protocol.notice import Deadline, NoticeKind
 
 ONE_LINE = frozenset({NoticeKind.PAUSED, NoticeKind.RESUMED, NoticeKind.SPEED})
@@ -22,9 +22,11 @@ def wall(moment: datetime) -> str:
     return moment.strftime("%H:%M:%SZ")
 
 
-def span(seconds: float) -> str:
-    """`45s`, `4m10s`, `2h05m`, `3d4h`: a wall-clock interval for people."""
-    whole = round(seconds)
+def span(interval: float | timedelta) -> str:
+    """`45s`, `4m10s`, `2h05m`, `3d4h`: an interval (seconds, or a timedelta) for people; a
+    negative one reads as its length."""
+    seconds = interval.total_seconds() if isinstance(interval, timedelta) else interval
+    whole = round(abs(seconds))
     if whole < 60:
         return f"{whole}s"
     if whole < 3600:
@@ -36,13 +38,14 @@ def span(seconds: float) -> str:
 
 def time_left(heard: Heard, deadline: Deadline, now: datetime) -> str:
     """How long from `now` (wall) until a deadline, at the notice's rate."""
-    world_now = heard.world_at(now)
-    ahead = (deadline.due - world_now).total_seconds()
-    if ahead <= 0:
+    clock = clock_of([heard])
+    assert clock is not None  # one notice makes a clock
+    due = Due.of(deadline, heard.notice.inject, clock, now)
+    if due.passed:
         return "passed"
-    if heard.notice.rate <= 0:
+    if due.wall_left is None:
         return "clock paused"
-    return f"in {span(ahead / heard.notice.rate)} at the current speed"
+    return f"in {span(due.wall_left)} at the current speed"
 
 
 def heading_line(heard: Heard) -> str:

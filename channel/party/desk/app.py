@@ -21,9 +21,10 @@ from aiohttp import web
 
 from channel.cli_options import DURATION
 from channel.party.client import Client
-from channel.party.desk.notices import ControlDesk, clock_of, deadlines_of, span
-from channel.party.exercise import ExerciseSeats
+from channel.party.desk.notices import ControlDesk
 from channel.party.keyring import Keyring, sent_bytes
+from channel.party.notice_text import span
+from channel.party.seat import Seat, clock_of, deadlines_of
 from channel.party.web import Broadcast, Guard, Handler, page, web_app
 from channel.protocol.canonical import now_utc, parse_time, sha256_hex
 from channel.protocol.errors import ChannelError, IntegrityError
@@ -64,8 +65,8 @@ def desk_app(client: Client, ring: Keyring, keys: PartyKeys) -> tuple[web.Applic
     guard = Guard()
     app = web_app(guard, jinja2.PackageLoader("channel.party.desk"))
     app.middlewares.append(_errors)
-    exercise = ExerciseSeats.load(ring.home)
-    seat = ControlDesk(ring, keys, exercise) if exercise is not None else None
+    exercise = Seat.of(ring, keys)
+    seat = ControlDesk(exercise) if exercise is not None else None
     desk = Desk(client, ring, keys, Broadcast(), guard, seat)
     app[KEY] = desk
     app.cleanup_ctx.append(_follow)
@@ -179,11 +180,11 @@ def _exercise(desk: Desk) -> dict[str, Any]:
     clock = clock_of(seat.heard)
     now = now_utc()
     return {
-        "exercise": seat.exercise,
+        "exercise": seat.seat.exercise,
         "clock": clock,
         "world_now": clock.world_at(now) if clock is not None else None,
         "wall_now": now,
-        "labels": seat.labels(),
+        "labels": seat.seat.labels(),
         "when": _when,
         "iso": lambda moment: moment.isoformat().replace("+00:00", "Z"),
     }
