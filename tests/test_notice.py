@@ -68,13 +68,6 @@ def test_anything_else_is_not_a_notice(body: str) -> None:
     assert Notice.parse(body) is None
 
 
-def test_world_time_runs_at_the_notice_rate() -> None:
-    """A client works out world time from the last notice; a paused clock stands still."""
-    assert TASKING.world_at(10.0) == WORLD.replace(minute=10)
-    paused = TASKING.model_copy(update={"rate": 0.0})
-    assert paused.world_at(1000.0) == WORLD
-
-
 def test_labels_resolve_in_a_run_keyring(tmp_path: Path) -> None:
     """`L3` (any case) is the letter the runner labelled; ids pass through; unknown labels 404."""
     save_labels(tmp_path, {"L1": "01AAAAAAAAAAAAAAAAAAAAAAAA", "L2": "01BBBBBBBBBBBBBBBBBBBBBBBB"})

@@ -12,12 +12,12 @@ party can write the same lines, and they stay an ordinary letter.
 
 Each notice carries the exercise clock as it stood when it was sent (world time, exercise
 offset, and how fast world time runs against the wall: 0 while paused), so a client can show
-the world time now (`Notice.world_at`) without asking control.
+the world time now without asking control (`channel.party.seat.clock_of`).
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated
 
@@ -88,10 +88,6 @@ class Notice(BaseModel):
         if self.inject:
             head = f"{head} {self.inject}"
         return f"{head}: {self.title}" if self.title else head
-
-    def world_at(self, elapsed_wall: float) -> datetime:
-        """World time `elapsed_wall` seconds after this notice was sent, if nothing changed."""
-        return self.world + timedelta(seconds=max(elapsed_wall, 0.0) * self.rate)
 
     def subject(self) -> str:
         return f"{self.marking} — {self.heading}" if self.marking else self.heading
