@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from channel.party.exercise import ExerciseSeats, label_of, load_labels
 from channel.protocol.canonical import parse_time
 from channel.protocol.models import LetterContent
-from channel.protocol.notice import INJECT_KINDS, Deadline, Notice, NoticeKind
+from channel.protocol.notice import Deadline, Notice, NoticeKind
 
 if TYPE_CHECKING:
     from channel.party.client import Client
@@ -56,10 +56,6 @@ class Heard:
     def is_status(self) -> bool:
         """Pause, resume, speed, start and end: one status line, not a block."""
         return self.notice.kind in CLOCK_KINDS
-
-    @property
-    def is_inject(self) -> bool:
-        return self.notice.kind in INJECT_KINDS
 
 
 @dataclass(frozen=True)

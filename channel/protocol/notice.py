@@ -41,7 +41,6 @@ class NoticeKind(StrEnum):
     ENDED = "ended"
 
 
-INJECT_KINDS = frozenset({NoticeKind.TASKING, NoticeKind.COMMUNIQUE, NoticeKind.NEWS})
 _TITLES = {
     NoticeKind.STARTED: "Exercise started",
     NoticeKind.TASKING: "Tasking",
